@@ -1,0 +1,196 @@
+//! Entities a responder needs at a glance: plates, phone numbers, amounts, highways and platforms.
+//!
+//! They are read from the normalized text (half-width, lowercase, simplified), and written back in the
+//! usual form: plates and highway codes upper-case, phone numbers as bare digits, amounts in yuan.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use chinese_number::{ChineseCountMethod, ChineseToNumber};
+use regex::Regex;
+use serde::Serialize;
+
+use super::matcher::Token;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entity {
+    /// A vehicle plate, as `晋A·3F521`.
+    Plate { text: String, plate: String },
+    /// A mobile number, digits only.
+    Phone { text: String, number: String },
+    /// An amount of money; `approximate` for "八千多" (over eight thousand).
+    Amount { text: String, yuan: u64, approximate: bool },
+    /// A highway code (`G5`) or name (`京昆高速`, `208国道`).
+    Highway { text: String },
+    /// A freight platform named in the message.
+    Platform { text: String },
+}
+
+static PLATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"([京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼])\s?([a-z])\s?[·•.\-]?\s?([a-z0-9]{5,6})")
+        .expect("plate pattern")
+});
+static PHONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"1[3-9][0-9](?:[ \-]?[0-9]){8}").expect("phone pattern"));
+static ARABIC_AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"([0-9]+(?:\.[0-9]+)?)(多)?(万|千|w|k)?(多)?(块钱|块|元)?").expect("amount pattern")
+});
+static CHINESE_AMOUNT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[一二两三四五六七八九十][零一二两三四五六七八九十百千万多]*(块钱|块|元)?").expect("amount pattern"));
+static HIGHWAY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[gs][0-9]{1,4}|[0-9]{3}国道|国道[0-9]{3}").expect("highway pattern"));
+
+/// Words after a number that make it something other than money: 12分, 32吨, 9米6, 3天.
+const NOT_MONEY: &[&str] = &[
+    "分", "吨", "公里", "米", "天", "个", "趟", "车", "次", "小时", "钟头", "点", "号", "岁", "%", "年", "月", "台",
+    "方", "箱", "片", "升", "人", "级", "斤", "桶", "轴", "档", "挡", "马力", "度", "周", "礼拜", "单", "遍", "回",
+    "家", "条", "张", "层", "件", "袋", "位", "名", "口", "辆", "多公里", "多天", "多吨", "多个", "多小时", "k",
+];
+/// Words shortly before a number that make a bare number money: 罚2000, 欠我8000.
+const MONEY_CONTEXT: &[&str] = &["罚", "赔", "扣", "欠", "补", "交", "花", "收", "给", "费", "钱", "押金", "工资", "要"];
+
+pub fn extract(text: &str, tokens: &[Token<'_>], platforms: &HashSet<String>, highways: &HashSet<String>) -> Vec<Entity> {
+    let mut found: Vec<(usize, Entity)> = Vec::new();
+    let mut taken: Vec<(usize, usize)> = Vec::new();
+
+    for c in PLATE.captures_iter(text) {
+        let m = c.get(0).expect("whole match");
+        let rest = &c[3];
+        if !rest.bytes().any(|b| b.is_ascii_digit()) || alnum_at(text, m.end()) {
+            continue;
+        }
+        let plate = format!("{}{}·{}", &c[1], c[2].to_uppercase(), rest.to_uppercase());
+        taken.push((m.start(), m.end()));
+        found.push((m.start(), Entity::Plate { text: m.as_str().to_uppercase(), plate }));
+    }
+    for m in PHONE.find_iter(text) {
+        if digit_before(text, m.start()) || digit_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
+            continue;
+        }
+        let number: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
+        taken.push((m.start(), m.end()));
+        found.push((m.start(), Entity::Phone { text: m.as_str().to_owned(), number }));
+    }
+    for m in HIGHWAY.find_iter(text) {
+        if alnum_before(text, m.start()) || alnum_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
+            continue;
+        }
+        taken.push((m.start(), m.end()));
+        found.push((m.start(), Entity::Highway { text: m.as_str().to_uppercase() }));
+    }
+    for c in ARABIC_AMOUNT.captures_iter(text) {
+        let m = c.get(0).expect("whole match");
+        if alnum_before(text, m.start()) || overlaps(&taken, m.start(), m.end()) {
+            continue;
+        }
+        let Ok(number) = c[1].parse::<f64>() else { continue };
+        let magnitude = match c.get(3).map(|m| m.as_str()) {
+            Some("万" | "w") => 10_000.0,
+            Some("千" | "k") => 1_000.0,
+            _ => 1.0,
+        };
+        let has_unit = c.get(5).is_some() || magnitude > 1.0;
+        if !has_unit && !(money_context(text, m.start()) && !not_money(text, m.end())) {
+            continue;
+        }
+        let approximate = c.get(2).is_some() || c.get(4).is_some();
+        let text = m.as_str().to_owned();
+        found.push((m.start(), Entity::Amount { text, yuan: (number * magnitude).round() as u64, approximate }));
+    }
+    for m in CHINESE_AMOUNT.find_iter(text) {
+        if overlaps(&taken, m.start(), m.end()) {
+            continue;
+        }
+        let has_unit = ["块钱", "块", "元"].iter().any(|u| m.as_str().ends_with(u));
+        let digits = m.as_str().trim_end_matches(['块', '钱', '元']);
+        let has_magnitude = digits.contains(['百', '千', '万']);
+        if !(has_unit || has_magnitude) || (!has_unit && not_money(text, m.end())) {
+            continue;
+        }
+        if let Some((yuan, approximate)) = parse_chinese_amount(digits) {
+            found.push((m.start(), Entity::Amount { text: m.as_str().to_owned(), yuan, approximate }));
+        }
+    }
+
+    let mut seen = HashSet::new();
+    for t in tokens {
+        let entity = if platforms.contains(t.text) {
+            Entity::Platform { text: t.text.to_owned() }
+        } else if highways.contains(t.text) {
+            Entity::Highway { text: t.text.to_owned() }
+        } else {
+            continue;
+        };
+        if seen.insert(t.text) {
+            found.push((t.start, entity));
+        }
+    }
+    found.sort_by_key(|(at, _)| *at);
+    found.dedup_by(|a, b| a.1 == b.1);
+    found.into_iter().map(|(_, e)| e).collect()
+}
+
+/// `八千多` → (8000, approximate); `两万六` → 26000 (the spoken form of 两万六千); `一千二百` → 1200.
+pub fn parse_chinese_amount(digits: &str) -> Option<(u64, bool)> {
+    let approximate = digits.contains('多');
+    let mut plain: String = digits.chars().filter(|&c| c != '多').map(|c| if c == '两' { '二' } else { c }).collect();
+    // Spoken shorthand: a last digit after a magnitude means the next magnitude down.
+    let mut chars = plain.chars().rev();
+    if let (Some(last), Some(before)) = (chars.next(), chars.next()) {
+        if last != '十' && !"百千万".contains(last) {
+            match before {
+                '万' => plain.push('千'),
+                '千' => plain.push('百'),
+                '百' => plain.push('十'),
+                _ => {}
+            }
+        }
+    }
+    let n: u64 = plain.to_number(ChineseCountMethod::TenThousand).ok()?;
+    (n > 0).then_some((n, approximate))
+}
+
+fn overlaps(taken: &[(usize, usize)], start: usize, end: usize) -> bool {
+    taken.iter().any(|&(s, e)| start < e && s < end)
+}
+
+fn digit_before(text: &str, at: usize) -> bool {
+    text[..at].chars().next_back().is_some_and(|c| c.is_ascii_digit())
+}
+
+fn digit_at(text: &str, at: usize) -> bool {
+    text[at..].chars().next().is_some_and(|c| c.is_ascii_digit())
+}
+
+fn alnum_before(text: &str, at: usize) -> bool {
+    text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+}
+
+fn alnum_at(text: &str, at: usize) -> bool {
+    text[at..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn not_money(text: &str, end: usize) -> bool {
+    let after = text[end..].trim_start();
+    NOT_MONEY.iter().any(|w| after.starts_with(w))
+}
+
+fn money_context(text: &str, start: usize) -> bool {
+    let before: String = text[..start].chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    MONEY_CONTEXT.iter().any(|w| before.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoken_chinese_amounts_become_yuan() {
+        assert_eq!(parse_chinese_amount("八千多"), Some((8000, true)));
+        assert_eq!(parse_chinese_amount("两万六"), Some((26000, false)));
+        assert_eq!(parse_chinese_amount("一万九"), Some((19000, false)));
+        assert_eq!(parse_chinese_amount("三十多万"), Some((300_000, true)));
+        assert_eq!(parse_chinese_amount("一千二百"), Some((1200, false)));
+        assert_eq!(parse_chinese_amount("三千"), Some((3000, false)));
+    }
+}

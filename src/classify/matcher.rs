@@ -1,0 +1,253 @@
+//! Scoring one segmented message against the compiled rules.
+//!
+//! A category's score is its strongest keyword, plus a fraction of each further keyword, plus the phrase rules
+//! that fired, minus its exclusions. Chatter patterns (ads, load offers, road reports, reassurance) take from
+//! every category; a plea for help takes back from the chatter penalty, except for patterns such as ads
+//! that no plea can redeem.
+
+use serde::Serialize;
+
+use super::normalize::is_punctuation;
+use super::rules::{Keyword, Pattern, RuleSet, WordId};
+use super::taxonomy::{Category, Priority};
+
+/// One segment of the normalized text.
+#[derive(Debug, Clone)]
+pub struct Token<'a> {
+    pub text: &'a str,
+    pub start: usize,
+    /// Position among content tokens (not stop words, spaces or punctuation): windows are measured in it.
+    pub pos: u32,
+    /// Spaces and punctuation: negation does not reach across them.
+    pub is_break: bool,
+    pub is_stop: bool,
+}
+
+/// A rule word found at a token boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Hit {
+    word: WordId,
+    token: u32,
+    pos: u32,
+}
+
+/// Why a message got its label: one rule that fired, the words that made it fire, and what it weighed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    pub rule: String,
+    pub words: Vec<String>,
+    pub weight: f32,
+}
+
+pub struct CategoryScore {
+    pub category: Category,
+    pub score: f32,
+    pub evidence: Vec<Evidence>,
+}
+
+pub struct Scores {
+    /// Categories with any evidence, best first.
+    pub categories: Vec<CategoryScore>,
+    /// Chatter, help and negation evidence, which bears on every category.
+    pub shared: Vec<Evidence>,
+}
+
+pub struct Matcher<'r, 't> {
+    rules: &'r RuleSet,
+    tokens: &'t [Token<'t>],
+    hits: Vec<Hit>,
+}
+
+impl<'r, 't> Matcher<'r, 't> {
+    pub fn new(rules: &'r RuleSet, text: &str, tokens: &'t [Token<'t>]) -> Self {
+        let starts: Vec<usize> = tokens.iter().map(|t| t.start).collect();
+        let mut hits = Vec::new();
+        for m in rules.automaton.find_overlapping_iter(text) {
+            // A word counts only where segmentation agrees it is whole: 事故 is not in 事故车.
+            let Ok(token) = starts.binary_search(&m.start()) else { continue };
+            if m.end() != text.len() && starts.binary_search(&m.end()).is_err() {
+                continue;
+            }
+            let word = m.pattern().as_u32();
+            hits.push(Hit { word, token: token as u32, pos: tokens[token].pos });
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        Matcher { rules, tokens, hits }
+    }
+
+    fn of(&self, word: WordId) -> &[Hit] {
+        let from = self.hits.partition_point(|h| h.word < word);
+        let to = self.hits.partition_point(|h| h.word <= word);
+        &self.hits[from..to]
+    }
+
+    fn has(&self, word: WordId) -> bool {
+        !self.of(word).is_empty()
+    }
+
+    fn text(&self, word: WordId) -> String {
+        self.rules.words[word as usize].clone()
+    }
+
+    /// Whether a negator (没, 不是…) stands shortly before the token, with no break in between.
+    fn negated(&self, token: u32) -> bool {
+        let mut seen = 0;
+        for t in self.tokens[..token as usize].iter().rev() {
+            if t.is_break {
+                return false;
+            }
+            if self.rules.negators.contains(t.text) {
+                return true;
+            }
+            if !t.is_stop {
+                seen += 1;
+                if seen >= self.rules.negation_scope {
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// The keywords found, strongest first, and those found only under negation.
+    fn keywords(&self, keywords: &[Keyword]) -> (Vec<(f32, WordId)>, Vec<WordId>) {
+        let mut found = Vec::new();
+        let mut negated = Vec::new();
+        for k in keywords {
+            let hits = self.of(k.word);
+            if hits.is_empty() {
+                continue;
+            }
+            if k.negatable && hits.iter().all(|h| self.negated(h.token)) {
+                negated.push(k.word);
+            } else {
+                found.push((k.weight, k.word));
+            }
+        }
+        found.sort_by(|a, b| b.0.total_cmp(&a.0));
+        (found, negated)
+    }
+
+    /// The words that made a pattern fire, or `None`.
+    fn fires(&self, p: &Pattern) -> Option<Vec<WordId>> {
+        if p.unless.iter().any(|&w| self.has(w)) {
+            return None;
+        }
+        let mut words = Vec::new();
+        if !p.any.is_empty() {
+            words.push(*p.any.iter().find(|&&w| self.has(w))?);
+        }
+        if let Some((first, rest)) = p.all.split_first() {
+            let found = |group: &[WordId], near: Option<u32>| {
+                group.iter().find_map(|&w| {
+                    self.of(w)
+                        .iter()
+                        .find(|h| near.is_none_or(|pos| h.pos.abs_diff(pos) <= p.window))
+                        .map(|h| (w, h.pos))
+                })
+            };
+            let anchored = first.iter().flat_map(|&w| self.of(w).iter().map(move |h| (w, h.pos)));
+            let combination = anchored.into_iter().find_map(|(w0, pos)| {
+                let others: Option<Vec<WordId>> = rest.iter().map(|g| found(g, Some(pos)).map(|(w, _)| w)).collect();
+                others.map(|mut o| {
+                    o.insert(0, w0);
+                    o
+                })
+            })?;
+            words.extend(combination);
+        }
+        Some(words)
+    }
+
+    fn evidence(&self, rule: String, words: &[WordId], weight: f32) -> Evidence {
+        Evidence { rule, words: words.iter().map(|&w| self.text(w)).collect(), weight: round(weight) }
+    }
+
+    pub fn score(&self) -> Scores {
+        let rules = self.rules;
+        let settings = &rules.settings;
+        let mut shared = Vec::new();
+
+        let (pleas, help_negated) = self.keywords(&rules.help);
+        let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
+        if help > 0.0 {
+            let words: Vec<WordId> = pleas.iter().map(|(_, w)| *w).collect();
+            shared.push(self.evidence("help".into(), &words, help));
+        }
+        if !help_negated.is_empty() {
+            shared.push(self.evidence("help/negated".into(), &help_negated, 0.0));
+        }
+
+        let (mut hard, mut soft) = (0.0, 0.0);
+        for p in &rules.chatter {
+            if let Some(words) = self.fires(p) {
+                *(if p.help_cancels { &mut soft } else { &mut hard }) += p.weight;
+                shared.push(self.evidence(format!("chatter:{}", p.name), &words, -p.weight));
+            }
+        }
+        let penalty = hard + (soft - help).max(0.0);
+
+        let mut categories = Vec::new();
+        for intent in &rules.intents {
+            let c = intent.category;
+            let mut evidence = Vec::new();
+            let (found, negated) = self.keywords(&intent.keywords);
+            let mut score = 0.0;
+            for (i, &(weight, word)) in found.iter().enumerate() {
+                let counted = if i == 0 { weight } else { weight * settings.extra_keyword_factor };
+                score += counted;
+                evidence.push(self.evidence(format!("{c}/keyword"), &[word], counted));
+            }
+            if !negated.is_empty() {
+                evidence.push(self.evidence(format!("{c}/negated"), &negated, 0.0));
+            }
+            for p in &intent.phrases {
+                if let Some(words) = self.fires(p) {
+                    score += p.weight;
+                    evidence.push(self.evidence(format!("{c}/phrase:{}", p.name), &words, p.weight));
+                }
+            }
+            if score <= 0.0 {
+                continue;
+            }
+            for p in &intent.excludes {
+                if let Some(words) = self.fires(p) {
+                    score -= p.weight;
+                    evidence.push(self.evidence(format!("{c}/exclude:{}", p.name), &words, -p.weight));
+                }
+            }
+            if score > 0.0 && help > 0.0 {
+                score += settings.help_boost * help.min(1.0);
+            }
+            categories.push(CategoryScore { category: c, score: round(score - penalty), evidence });
+        }
+        // Stable sort: equal scores keep taxonomy order, most urgent first.
+        categories.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Scores { categories, shared }
+    }
+
+    /// The priority of a ticket in `category`: its default, raised by the urgency words present.
+    pub fn priority(&self, category: Category) -> (Priority, Option<Evidence>) {
+        let intent = self.rules.intent(category);
+        let mut priority = intent.priority;
+        let mut evidence = None;
+        for u in &intent.urgent {
+            let words: Vec<WordId> = u.words.iter().copied().filter(|&w| self.has(w)).collect();
+            if !words.is_empty() && u.priority < priority {
+                priority = u.priority;
+                evidence = Some(self.evidence(format!("{category}/urgent:{}", u.priority), &words, 0.0));
+            }
+        }
+        (priority, evidence)
+    }
+}
+
+pub fn round(x: f32) -> f32 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Whether a token is only spaces and punctuation.
+pub fn is_break(token: &str) -> bool {
+    token.chars().all(|c| c.is_whitespace() || is_punctuation(c))
+}

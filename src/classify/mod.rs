@@ -1,0 +1,166 @@
+//! The appeal classifier: normalize → segment with jieba → match intent rules → label, priority, evidence.
+//!
+//! Pure and synchronous: no I/O after loading, safe to share between threads.
+
+pub mod entities;
+pub mod lexicon;
+pub mod matcher;
+pub mod normalize;
+pub mod rules;
+pub mod source;
+pub mod taxonomy;
+
+use serde::Serialize;
+
+pub use entities::Entity;
+pub use matcher::Evidence;
+pub use normalize::{Truncation, MAX_CHARS};
+pub use rules::{Example, RuleSet};
+pub use source::{RuleError, RuleErrors, Sources};
+pub use taxonomy::{Category, Label, Priority};
+
+use lexicon::Lexicon;
+use matcher::{is_break, round, Matcher, Token};
+use normalize::{Normalizer, Synonyms};
+
+/// What the classifier makes of one message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Classification {
+    pub label: Label,
+    /// `null` for chatter.
+    pub priority: Option<Priority>,
+    /// The winning category's score after chatter penalties; an appeal needs the configured threshold.
+    pub score: f32,
+    /// Other matters in the same message that would have made an appeal on their own.
+    pub secondary: Vec<Category>,
+    pub evidence: Vec<Evidence>,
+    pub entities: Vec<Entity>,
+    /// Present when the message was longer than [`MAX_CHARS`] and only its start was classified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncation>,
+}
+
+/// A classification with the intermediate steps, for people reading why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub normalized: String,
+    pub tokens: Vec<String>,
+    /// Every category with evidence and its score, best first.
+    pub scores: Vec<(Category, f32)>,
+    #[serde(flatten)]
+    pub classification: Classification,
+}
+
+pub struct Classifier {
+    normalizer: Normalizer,
+    lexicon: Lexicon,
+    rules: RuleSet,
+}
+
+impl Classifier {
+    /// The classifier with the rules and dictionaries built into the binary.
+    pub fn builtin() -> Result<Classifier, RuleErrors> {
+        Classifier::from_sources(&Sources::builtin())
+    }
+
+    pub fn from_sources(sources: &Sources) -> Result<Classifier, RuleErrors> {
+        let mut errors = Vec::new();
+        let mut lexicon = Lexicon::load(&sources.dictionaries, &mut errors);
+        let synonyms = std::mem::replace(&mut lexicon.synonyms, Synonyms::new(Vec::new()));
+        let normalizer = Normalizer::new(synonyms);
+        let rules = RuleSet::compile(&sources.intents, &normalizer, &mut errors);
+        match rules {
+            Some(rules) if errors.is_empty() => Ok(Classifier { normalizer, lexicon, rules }),
+            _ => Err(RuleErrors(errors)),
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn classify(&self, text: &str) -> Classification {
+        self.explain(text).classification
+    }
+
+    pub fn explain(&self, text: &str) -> Explanation {
+        let normalized = self.normalizer.normalize(text);
+        let tokens = self.segment(&normalized.text);
+        let matcher = Matcher::new(&self.rules, &normalized.text, &tokens);
+        let scores = matcher.score();
+        let threshold = self.rules.settings.threshold;
+
+        let best = scores.categories.first().filter(|c| c.score >= threshold);
+        let mut evidence = Vec::new();
+        let (label, priority, score) = match best {
+            Some(best) => {
+                let (priority, urgent) = matcher.priority(best.category);
+                evidence.extend(urgent);
+                (Label::Appeal(best.category), Some(priority), best.score)
+            }
+            None => (Label::None, None, scores.categories.first().map_or(0.0, |c| c.score)),
+        };
+        let secondary: Vec<Category> = scores
+            .categories
+            .iter()
+            .skip(1)
+            .filter(|c| c.score >= threshold && best.is_some())
+            .map(|c| c.category)
+            .collect();
+        // The winner's evidence (or, for chatter, the nearest miss's), the secondaries', then what bore on all.
+        let shown = scores.categories.iter().take(1).chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
+        for c in shown {
+            evidence.extend(c.evidence.iter().cloned());
+        }
+        evidence.extend(scores.shared);
+
+        let entities = entities::extract(&normalized.text, &tokens, &self.lexicon.platforms, &self.lexicon.highways);
+        Explanation {
+            scores: scores.categories.iter().map(|c| (c.category, c.score)).collect(),
+            tokens: tokens.iter().filter(|t| !t.is_break).map(|t| t.text.to_owned()).collect(),
+            classification: Classification {
+                label,
+                priority,
+                score: round(score),
+                secondary,
+                evidence,
+                entities,
+                truncated: normalized.truncated,
+            },
+            normalized: normalized.text,
+        }
+    }
+
+    /// jieba without its HMM guesser: unknown runs stay single characters, so rule words still align with
+    /// token boundaries; the user dictionaries supply the field's words.
+    fn segment<'t>(&self, text: &'t str) -> Vec<Token<'t>> {
+        let mut pos = 0;
+        let cut = self.lexicon.jieba.cut(text, false);
+        let mut tokens = Vec::with_capacity(cut.len());
+        for t in cut {
+            let is_break = is_break(t.word);
+            let is_stop = !is_break && self.lexicon.stopwords.contains(t.word);
+            tokens.push(Token { text: t.word, start: t.byte_start, pos, is_break, is_stop });
+            if !is_break && !is_stop {
+                pos += 1;
+            }
+        }
+        tokens
+    }
+
+    /// Runs every example in the rule files; each failure names the file and line of the example.
+    pub fn check_examples(&self) -> Vec<RuleError> {
+        self.rules
+            .examples
+            .iter()
+            .filter_map(|ex| {
+                let got = self.classify(&ex.text).label;
+                let ok = (got == ex.expect) == ex.should_match;
+                (!ok).then(|| {
+                    let wanted = if ex.should_match { format!("must be {}", ex.expect) } else { format!("must not be {}", ex.expect) };
+                    RuleError { file: ex.file.clone(), line: ex.line, message: format!("example {:?} {wanted}, got {got}", ex.text) }
+                })
+            })
+            .collect()
+    }
+}

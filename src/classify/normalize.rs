@@ -1,0 +1,190 @@
+//! Text normalization before segmentation: one canonical spelling of each message.
+//!
+//! Order matters: NFKC folds full-width forms first, so that the emoji, punctuation and synonym steps see
+//! half-width text; traditional characters are converted before synonyms so that one synonym line covers both.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use ferrous_opencc::{config::BuiltinConfig, OpenCC};
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::UnicodeEmoji;
+
+/// Messages longer than this many characters are cut to it before classification; the result says so.
+/// Telegram's own limit for a message is 4,096 characters, so real messages are never cut.
+pub const MAX_CHARS: usize = 4096;
+
+/// What normalization did to a message that the caller should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Truncation {
+    pub original_chars: usize,
+    pub kept_chars: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Normalized {
+    pub text: String,
+    pub truncated: Option<Truncation>,
+    pub emoji: usize,
+}
+
+/// Folds colloquial variants, typos and pinyin initials onto one canonical word (`dictionaries/synonyms.txt`).
+pub struct Synonyms {
+    automaton: Option<AhoCorasick>,
+    canonical: Vec<String>,
+    ascii: Vec<bool>,
+}
+
+impl Synonyms {
+    /// `pairs` are (variant, canonical); variants are matched leftmost-longest.
+    pub fn new(pairs: Vec<(String, String)>) -> Synonyms {
+        let automaton = (!pairs.is_empty()).then(|| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(pairs.iter().map(|(variant, _)| variant))
+                .expect("synonym variants are validated non-empty strings")
+        });
+        Synonyms {
+            automaton,
+            ascii: pairs.iter().map(|(v, _)| v.is_ascii()).collect(),
+            canonical: pairs.into_iter().map(|(_, c)| c).collect(),
+        }
+    }
+
+    pub fn apply(&self, text: &str) -> String {
+        let Some(automaton) = &self.automaton else {
+            return text.to_owned();
+        };
+        let mut out = String::with_capacity(text.len() + 8);
+        let mut copied = 0;
+        for m in automaton.find_iter(text) {
+            let id = m.pattern().as_usize();
+            // ASCII variants (pinyin initials such as `lb`) only count as whole ASCII words.
+            if self.ascii[id] && !is_whole_ascii_word(text, m.start(), m.end()) {
+                continue;
+            }
+            out.push_str(&text[copied..m.start()]);
+            out.push_str(&self.canonical[id]);
+            copied = m.end();
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+}
+
+fn is_whole_ascii_word(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    !before.is_some_and(|c| c.is_ascii_alphanumeric()) && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+pub struct Normalizer {
+    t2s: OpenCC,
+    synonyms: Synonyms,
+}
+
+impl Normalizer {
+    pub fn new(synonyms: Synonyms) -> Normalizer {
+        let t2s = OpenCC::from_config(BuiltinConfig::T2s)
+            .expect("the built-in traditional-to-simplified tables load");
+        Normalizer { t2s, synonyms }
+    }
+
+    pub fn normalize(&self, raw: &str) -> Normalized {
+        let original_chars = raw.chars().count();
+        let (kept, truncated) = match raw.char_indices().nth(MAX_CHARS) {
+            Some((cut, _)) => (
+                &raw[..cut],
+                Some(Truncation { original_chars, kept_chars: MAX_CHARS }),
+            ),
+            None => (raw, None),
+        };
+
+        let mut emoji = 0;
+        let mut folded = String::with_capacity(kept.len());
+        let mut last: Option<char> = None;
+        for c in kept.nfkc() {
+            let c = if c.is_control() || c.is_whitespace() {
+                ' '
+            } else if is_emoji(c) {
+                emoji += usize::from(!c.is_emoji_component());
+                ' '
+            } else {
+                c.to_ascii_lowercase()
+            };
+            // Runs of one punctuation mark or of spaces ("！！！", "。。。") say no more than one.
+            if last == Some(c) && (c == ' ' || is_punctuation(c)) {
+                continue;
+            }
+            if c == ' ' && last.is_none() {
+                continue;
+            }
+            folded.push(c);
+            last = Some(c);
+        }
+        let trimmed = folded.trim_end();
+        let simplified = if trimmed.is_ascii() { trimmed.to_owned() } else { self.t2s.convert(trimmed) };
+        Normalized { text: self.synonyms.apply(&simplified), truncated, emoji }
+    }
+}
+
+/// Emoji and their joiners and modifiers; ASCII digits and `#`/`*` are emoji components too, but text.
+fn is_emoji(c: char) -> bool {
+    !c.is_ascii() && c.is_emoji_char_or_emoji_component() && !matches!(c, '©' | '®' | '‼' | '⁉')
+}
+
+pub fn is_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || matches!(
+            c,
+            '，' | '。' | '、' | '；' | '：' | '？' | '！' | '…' | '—' | '～' | '“' | '”' | '‘' | '’'
+                | '「' | '」' | '【' | '】' | '《' | '》' | '·' | '•'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalizer() -> Normalizer {
+        Normalizer::new(Synonyms::new(vec![
+            ("托欠".into(), "拖欠".into()),
+            ("lb".into(), "老板".into()),
+        ]))
+    }
+
+    #[test]
+    fn full_width_forms_become_half_width_and_lowercase() {
+        assert_eq!(normalizer().normalize("Ｇ５　京昆高速，ＥＴＣ").text, "g5 京昆高速,etc");
+    }
+
+    #[test]
+    fn traditional_characters_become_simplified() {
+        assert_eq!(normalizer().normalize("運費拖了兩個月 老闆說下週給").text, "运费拖了两个月 老板说下周给");
+    }
+
+    #[test]
+    fn emoji_are_counted_and_kept_out_of_the_text() {
+        let n = normalizer().normalize("车着火了🔥🔥 快来人👍🏻");
+        assert_eq!(n.text, "车着火了 快来人");
+        assert_eq!(n.emoji, 3);
+    }
+
+    #[test]
+    fn repeated_punctuation_and_control_characters_collapse() {
+        assert_eq!(normalizer().normalize("救命！！！\u{0}\u{7}咋办？？？").text, "救命! 咋办?");
+    }
+
+    #[test]
+    fn synonyms_fold_typos_and_whole_word_pinyin() {
+        let n = normalizer();
+        assert_eq!(n.normalize("被托欠运费 lb不给").text, "被拖欠运费 老板不给");
+        assert_eq!(n.normalize("club里").text, "club里", "lb inside a longer word is not 老板");
+    }
+
+    #[test]
+    fn an_oversized_message_is_cut_and_says_so() {
+        let n = normalizer().normalize(&"欠".repeat(MAX_CHARS + 10));
+        assert_eq!(n.truncated, Some(Truncation { original_chars: MAX_CHARS + 10, kept_chars: MAX_CHARS }));
+        assert_eq!(n.text.chars().count(), MAX_CHARS);
+    }
+}

@@ -1,0 +1,413 @@
+//! Intent rules: the `intents/*.toml` files, validated and compiled into one matcher.
+//!
+//! Every word of every rule is interned once and searched for in one Aho–Corasick pass over the message;
+//! rules then look their words up by id. See `intents/README.md` for the file format.
+
+use std::collections::{HashMap, HashSet};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::normalize::Normalizer;
+use super::source::{RuleError, SourceFile};
+use super::taxonomy::{Category, Label, Priority};
+
+pub type WordId = u32;
+
+/// The name of the file that holds the chatter patterns and the global settings.
+pub const CHATTER_FILE: &str = "chatter";
+
+const DEFAULT_WINDOW: u32 = 8;
+
+// ---- the files as people write them ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntentFile {
+    category: Spanned<String>,
+    name: String,
+    priority: Option<Priority>,
+    ack: String,
+    #[serde(default)]
+    keywords: Vec<KeywordGroupDef>,
+    #[serde(default)]
+    phrase: Vec<PatternDef>,
+    #[serde(default)]
+    exclude: Vec<PatternDef>,
+    #[serde(default)]
+    urgent: Vec<UrgentDef>,
+    examples: ExamplesDef,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatterFile {
+    settings: Settings,
+    negation: NegationDef,
+    #[serde(default)]
+    help: Vec<KeywordGroupDef>,
+    #[serde(default)]
+    pattern: Vec<PatternDef>,
+    examples: ExamplesDef,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeywordGroupDef {
+    weight: Spanned<f32>,
+    words: Vec<Spanned<String>>,
+    #[serde(default = "yes")]
+    negatable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatternDef {
+    name: Spanned<String>,
+    weight: Spanned<f32>,
+    #[serde(default)]
+    any: Vec<Spanned<String>>,
+    #[serde(default)]
+    all: Vec<Vec<Spanned<String>>>,
+    window: Option<u32>,
+    #[serde(default)]
+    unless: Vec<Spanned<String>>,
+    /// Chatter patterns only: whether a plea for help in the same message outweighs this pattern.
+    help_cancels: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrgentDef {
+    priority: Priority,
+    words: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NegationDef {
+    scope: usize,
+    words: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExamplesDef {
+    #[serde(rename = "match", default)]
+    matches: Vec<Spanned<String>>,
+    #[serde(default)]
+    no_match: Vec<Spanned<String>>,
+}
+
+/// Global decision settings, in `intents/chatter.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The score an appeal needs, after chatter penalties.
+    pub threshold: f32,
+    /// Added to every category with evidence when the sender asks for help.
+    pub help_boost: f32,
+    /// The most that pleas for help can take off the chatter penalty.
+    pub help_cap: f32,
+    /// Each keyword after a category's strongest counts this fraction of its weight.
+    pub extra_keyword_factor: f32,
+}
+
+// ---- the compiled form ----
+
+#[derive(Debug)]
+pub struct Keyword {
+    pub word: WordId,
+    pub weight: f32,
+    pub negatable: bool,
+}
+
+#[derive(Debug)]
+pub struct Pattern {
+    pub name: String,
+    pub weight: f32,
+    pub any: Vec<WordId>,
+    pub all: Vec<Vec<WordId>>,
+    pub window: u32,
+    pub unless: Vec<WordId>,
+    pub help_cancels: bool,
+}
+
+#[derive(Debug)]
+pub struct Urgent {
+    pub priority: Priority,
+    pub words: Vec<WordId>,
+}
+
+#[derive(Debug)]
+pub struct Intent {
+    pub category: Category,
+    pub name: String,
+    pub priority: Priority,
+    pub ack: String,
+    pub keywords: Vec<Keyword>,
+    pub phrases: Vec<Pattern>,
+    pub excludes: Vec<Pattern>,
+    pub urgent: Vec<Urgent>,
+}
+
+/// An example message from a rule file, and what the classifier must make of it.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub file: String,
+    pub line: usize,
+    pub text: String,
+    pub expect: Label,
+    /// `true`: the label must be `expect`; `false`: it must not be.
+    pub should_match: bool,
+}
+
+pub struct RuleSet {
+    pub words: Vec<String>,
+    pub automaton: AhoCorasick,
+    /// One per category, in [`Category::ALL`] order.
+    pub intents: Vec<Intent>,
+    pub chatter: Vec<Pattern>,
+    pub help: Vec<Keyword>,
+    pub negators: HashSet<String>,
+    pub negation_scope: usize,
+    pub settings: Settings,
+    pub examples: Vec<Example>,
+}
+
+impl RuleSet {
+    pub fn intent(&self, category: Category) -> &Intent {
+        &self.intents[category as usize]
+    }
+
+    /// Compiles the intent files; every problem found is pushed to `errors`.
+    pub fn compile(files: &[SourceFile], normalizer: &Normalizer, errors: &mut Vec<RuleError>) -> Option<RuleSet> {
+        let mut b = Builder { normalizer, words: Vec::new(), ids: HashMap::new(), errors, examples: Vec::new() };
+        let mut intents: Vec<Option<(Intent, String)>> = Category::ALL.iter().map(|_| None).collect();
+        let mut decisive: HashMap<WordId, (Category, String)> = HashMap::new();
+
+        // The chatter file first: its settings say what a decisive keyword is.
+        let chatter_file = files.iter().find(|f| f.stem() == CHATTER_FILE && f.name.ends_with(".toml"));
+        let chatter = chatter_file.and_then(|f| b.parse::<ChatterFile>(f).map(|def| b.chatter(f, def)));
+        let threshold = chatter.as_ref().map_or(1.0, |c| c.4.threshold);
+        for file in files {
+            if !file.name.ends_with(".toml") || file.stem() == CHATTER_FILE {
+                continue;
+            }
+            let Some(def) = b.parse::<IntentFile>(file) else { continue };
+            let Some(intent) = b.intent(file, def, threshold, &mut decisive) else { continue };
+            let slot = &mut intents[intent.category as usize];
+            if let Some((_, first)) = slot {
+                let message = format!("category {} is already defined in {first}", intent.category);
+                b.errors.push(file.error(0, message));
+            } else {
+                *slot = Some((intent, file.name.clone()));
+            }
+        }
+
+        for (category, slot) in Category::ALL.iter().zip(&intents) {
+            if slot.is_none() {
+                b.errors.push(RuleError { file: format!("intents/{category}.toml"), line: 0, message: format!("no rules for category {category}") });
+            }
+        }
+        let Some(chatter) = chatter else {
+            if !files.iter().any(|f| f.stem() == CHATTER_FILE) {
+                b.errors.push(RuleError { file: format!("intents/{CHATTER_FILE}.toml"), line: 0, message: "missing: it holds the chatter patterns and the settings".into() });
+            }
+            return None;
+        };
+        if !b.errors.is_empty() {
+            return None;
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(&b.words)
+            .expect("rule words are validated non-empty strings");
+        let (patterns, help, negators, negation_scope, settings) = chatter;
+        Some(RuleSet {
+            automaton,
+            words: b.words,
+            intents: intents.into_iter().map(|slot| slot.expect("checked above").0).collect(),
+            chatter: patterns,
+            help,
+            negators,
+            negation_scope,
+            settings,
+            examples: b.examples,
+        })
+    }
+}
+
+struct Builder<'a> {
+    normalizer: &'a Normalizer,
+    words: Vec<String>,
+    ids: HashMap<String, WordId>,
+    errors: &'a mut Vec<RuleError>,
+    examples: Vec<Example>,
+}
+
+type ChatterParts = (Vec<Pattern>, Vec<Keyword>, HashSet<String>, usize, Settings);
+
+impl Builder<'_> {
+    fn parse<T: for<'de> Deserialize<'de>>(&mut self, file: &SourceFile) -> Option<T> {
+        toml::from_str(&file.text)
+            .map_err(|e| {
+                let message = e.message().trim().to_owned();
+                let err = match e.span() {
+                    Some(span) => file.error_at(span.start, message),
+                    None => file.error(0, message),
+                };
+                self.errors.push(err);
+            })
+            .ok()
+    }
+
+    /// The id of a rule word, written as the normalized text will contain it.
+    fn word(&mut self, file: &SourceFile, word: &Spanned<String>) -> Option<WordId> {
+        let normalized = self.normalizer.normalize(word.get_ref().trim()).text;
+        if normalized.is_empty() {
+            self.errors.push(file.error_at(word.span().start, format!("empty word {:?}", word.get_ref())));
+            return None;
+        }
+        if let Some(&id) = self.ids.get(&normalized) {
+            return Some(id);
+        }
+        let id = self.words.len() as WordId;
+        self.ids.insert(normalized.clone(), id);
+        self.words.push(normalized);
+        Some(id)
+    }
+
+    fn word_list(&mut self, file: &SourceFile, words: &[Spanned<String>]) -> Vec<WordId> {
+        words.iter().filter_map(|w| self.word(file, w)).collect()
+    }
+
+    fn keywords(&mut self, file: &SourceFile, groups: &[KeywordGroupDef]) -> Vec<(Keyword, usize)> {
+        let mut out: Vec<(Keyword, usize)> = Vec::new();
+        for group in groups {
+            let weight = *group.weight.get_ref();
+            if !(weight > 0.0 && weight.is_finite()) {
+                self.errors.push(file.error_at(group.weight.span().start, format!("weight {weight} must be positive")));
+            }
+            for spanned in &group.words {
+                let Some(word) = self.word(file, spanned) else { continue };
+                if out.iter().any(|(k, _)| k.word == word) {
+                    let message = format!("keyword {:?} is listed twice in this file", spanned.get_ref());
+                    self.errors.push(file.error_at(spanned.span().start, message));
+                    continue;
+                }
+                out.push((Keyword { word, weight, negatable: group.negatable }, spanned.span().start));
+            }
+        }
+        out
+    }
+
+    fn pattern(&mut self, file: &SourceFile, def: &PatternDef, in_chatter: bool) -> Pattern {
+        let at = def.name.span().start;
+        if def.any.is_empty() && def.all.is_empty() {
+            self.errors.push(file.error_at(at, format!("pattern {:?} needs `any` or `all` words", def.name.get_ref())));
+        }
+        if def.all.iter().any(Vec::is_empty) {
+            self.errors.push(file.error_at(at, format!("pattern {:?} has an empty group in `all`", def.name.get_ref())));
+        }
+        if def.help_cancels.is_some() && !in_chatter {
+            self.errors.push(file.error_at(at, "`help_cancels` belongs to chatter patterns only"));
+        }
+        let weight = *def.weight.get_ref();
+        if !(weight > 0.0 && weight.is_finite()) {
+            self.errors.push(file.error_at(def.weight.span().start, format!("weight {weight} must be positive")));
+        }
+        Pattern {
+            name: def.name.get_ref().clone(),
+            weight,
+            any: self.word_list(file, &def.any),
+            all: def.all.iter().map(|group| self.word_list(file, group)).collect(),
+            window: def.window.unwrap_or(DEFAULT_WINDOW),
+            unless: self.word_list(file, &def.unless),
+            help_cancels: def.help_cancels.unwrap_or(true),
+        }
+    }
+
+    fn examples(&mut self, file: &SourceFile, def: &ExamplesDef, label: Label) {
+        if def.matches.is_empty() || def.no_match.is_empty() {
+            self.errors.push(file.error(0, "needs examples that must match and examples that must not"));
+        }
+        for (list, should_match) in [(&def.matches, true), (&def.no_match, false)] {
+            for text in list {
+                let line = file.error_at(text.span().start, "").line;
+                self.examples.push(Example { file: file.name.clone(), line, text: text.get_ref().clone(), expect: label, should_match });
+            }
+        }
+    }
+
+    fn intent(&mut self, file: &SourceFile, def: IntentFile, threshold: f32, decisive: &mut HashMap<WordId, (Category, String)>) -> Option<Intent> {
+        let category: Category = match def.category.get_ref().parse() {
+            Ok(c) => c,
+            Err(e) => {
+                self.errors.push(file.error_at(def.category.span().start, e.to_string()));
+                return None;
+            }
+        };
+        if file.stem() != category.id() {
+            let message = format!("category {category} belongs in intents/{category}.toml");
+            self.errors.push(file.error_at(def.category.span().start, message));
+        }
+        if def.ack.trim().is_empty() {
+            self.errors.push(file.error(0, "`ack` (the driver's acknowledgement) is empty"));
+        }
+        // A keyword that alone decides the label must decide it for one category only.
+        let keywords = self.keywords(file, &def.keywords);
+        for (keyword, offset) in &keywords {
+            if keyword.weight < threshold {
+                continue;
+            }
+            let place = file.error_at(*offset, "");
+            match decisive.get(&keyword.word) {
+                Some((other, at)) if *other != category => {
+                    let message = format!(
+                        "keyword {:?} decides both {category} and {other} ({at}): lower one weight below {threshold} or drop it",
+                        self.words[keyword.word as usize]
+                    );
+                    self.errors.push(file.error(place.line, message));
+                }
+                _ => {
+                    decisive.insert(keyword.word, (category, format!("{}:{}", place.file, place.line)));
+                }
+            }
+        }
+        let intent = Intent {
+            category,
+            name: def.name,
+            priority: def.priority.unwrap_or(category.default_priority()),
+            ack: def.ack,
+            keywords: keywords.into_iter().map(|(k, _)| k).collect(),
+            phrases: def.phrase.iter().map(|p| self.pattern(file, p, false)).collect(),
+            excludes: def.exclude.iter().map(|p| self.pattern(file, p, false)).collect(),
+            urgent: def
+                .urgent
+                .iter()
+                .map(|u| Urgent { priority: u.priority, words: self.word_list(file, &u.words) })
+                .collect(),
+        };
+        self.examples(file, &def.examples, Label::Appeal(category));
+        Some(intent)
+    }
+
+    fn chatter(&mut self, file: &SourceFile, def: ChatterFile) -> ChatterParts {
+        let patterns = def.pattern.iter().map(|p| self.pattern(file, p, true)).collect();
+        let help = self.keywords(file, &def.help).into_iter().map(|(k, _)| k).collect();
+        let negators = def
+            .negation
+            .words
+            .iter()
+            .map(|w| self.normalizer.normalize(w.get_ref()).text)
+            .collect();
+        self.examples(file, &def.examples, Label::None);
+        (patterns, help, negators, def.negation.scope, def.settings)
+    }
+}

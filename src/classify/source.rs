@@ -1,0 +1,148 @@
+//! Where rules and dictionaries come from: the copies built into the binary, or a directory a union edits.
+//!
+//! A directory given with `--rules DIR` holds `intents/` and/or `dictionaries/`, laid out as in this
+//! repository; a part it does not have is taken from the built-in copy.
+
+use std::fmt;
+use std::path::Path;
+
+use include_dir::{include_dir, Dir};
+
+static BUILTIN_INTENTS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/intents");
+static BUILTIN_DICTIONARIES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/dictionaries");
+
+/// One rule or dictionary file, named as a person would look for it (`intents/accident.toml`).
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+impl SourceFile {
+    /// The file name without folder and extension: `accident` for `intents/accident.toml`.
+    pub fn stem(&self) -> &str {
+        let base = self.name.rsplit('/').next().unwrap_or(&self.name);
+        base.split('.').next().unwrap_or(base)
+    }
+
+    pub fn error(&self, line: usize, message: impl Into<String>) -> RuleError {
+        RuleError { file: self.name.clone(), line, message: message.into() }
+    }
+
+    /// The error for a position in the file, given as a byte offset.
+    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> RuleError {
+        let offset = offset.min(self.text.len());
+        let line = self.text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        self.error(line, message)
+    }
+}
+
+/// A problem in a rule or dictionary file, with the place to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: String,
+    /// 1-based; 0 when the problem is the file as a whole.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading, so that one `suqiu check` shows them all.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+impl fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub intents: Vec<SourceFile>,
+    pub dictionaries: Vec<SourceFile>,
+}
+
+impl Sources {
+    pub fn builtin() -> Sources {
+        Sources {
+            intents: builtin_files(&BUILTIN_INTENTS, "intents"),
+            dictionaries: builtin_files(&BUILTIN_DICTIONARIES, "dictionaries"),
+        }
+    }
+
+    /// The rules in `dir`, falling back to the built-in copy of a part the directory lacks.
+    pub fn from_dir(dir: &Path) -> Result<Sources, RuleErrors> {
+        let fail = |message: String| RuleErrors(vec![RuleError { file: dir.display().to_string(), line: 0, message }]);
+        if !dir.is_dir() {
+            return Err(fail("is not a directory".into()));
+        }
+        let builtin = Sources::builtin();
+        let intents = dir.join("intents");
+        let dictionaries = dir.join("dictionaries");
+        if !intents.is_dir() && !dictionaries.is_dir() {
+            return Err(fail("has neither an intents/ nor a dictionaries/ folder".into()));
+        }
+        Ok(Sources {
+            intents: if intents.is_dir() { read_files(&intents, "intents")? } else { builtin.intents },
+            dictionaries: if dictionaries.is_dir() {
+                read_files(&dictionaries, "dictionaries")?
+            } else {
+                builtin.dictionaries
+            },
+        })
+    }
+}
+
+fn builtin_files(dir: &Dir<'_>, folder: &str) -> Vec<SourceFile> {
+    let mut files: Vec<SourceFile> = dir
+        .files()
+        .filter_map(|f| {
+            let text = f.contents_utf8()?.to_owned();
+            Some(SourceFile { name: format!("{folder}/{}", f.path().display()), text })
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    files
+}
+
+fn read_files(dir: &Path, folder: &str) -> Result<Vec<SourceFile>, RuleErrors> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        RuleErrors(vec![RuleError { file: dir.display().to_string(), line: 0, message: format!("cannot list: {e}") }])
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(base) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if !path.is_file() || base.starts_with('.') {
+            continue;
+        }
+        let name = format!("{folder}/{base}");
+        match std::fs::read(&path).map(String::from_utf8) {
+            Ok(Ok(text)) => files.push(SourceFile { name, text }),
+            Ok(Err(_)) => errors.push(RuleError { file: name, line: 0, message: "is not valid UTF-8".into() }),
+            Err(e) => errors.push(RuleError { file: name, line: 0, message: format!("cannot read: {e}") }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(RuleErrors(errors));
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}

@@ -1,0 +1,182 @@
+//! The command line: `suqiu classify`, `suqiu eval`, `suqiu check`.
+
+use std::io::{self, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::batch;
+use crate::classify::{Classifier, Explanation, RuleErrors, Sources};
+use crate::eval;
+
+#[derive(Debug, Parser)]
+#[command(name = "suqiu", version, about = "Turns truck drivers' group-chat messages into answered appeals")]
+pub struct Cli {
+    /// A directory with `intents/` and/or `dictionaries/` that replace the built-in ones.
+    #[arg(long, global = true, env = "SUQIU_RULES", value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Classify one message and explain the result, or a batch from standard input.
+    Classify {
+        /// The message; omit it with --stdin.
+        #[arg(required_unless_present = "stdin", conflicts_with = "stdin")]
+        text: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Batch mode: one message a line (plain text or a JSON object with `text`), one JSON result a line.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Measure the classifier on a labelled JSONL file.
+    Eval {
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with status 1 when macro-F1 is below this.
+        #[arg(long, value_name = "F1")]
+        min_macro_f1: Option<f64>,
+        /// List the misclassified messages.
+        #[arg(long)]
+        misses: bool,
+    },
+    /// Validate the rules and dictionaries and run every example in the rule files.
+    Check,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Check = cli.command {
+        return check(cli.rules.as_deref());
+    }
+    let classifier = load(cli.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
+    match cli.command {
+        Command::Classify { stdin: true, .. } => {
+            let stats = batch::classify_lines(&classifier, BufReader::new(io::stdin().lock()), io::stdout().lock())
+                .context("failed to read standard input or write standard output")?;
+            tracing::info!(lines = stats.lines, classified = stats.classified, errors = stats.errors, "batch done");
+        }
+        Command::Classify { text, json, .. } => {
+            let explanation = classifier.explain(text.as_deref().unwrap_or_default());
+            let mut out = io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &explanation.classification)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", render(&classifier, &explanation))?;
+            }
+        }
+        Command::Eval { file, json, min_macro_f1, misses } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("failed to read {}", file.display()))?;
+            let data = eval::parse_jsonl(&text).with_context(|| format!("{} is not labelled JSONL", file.display()))?;
+            if data.is_empty() {
+                bail!("{} has no labelled messages", file.display());
+            }
+            let report = eval::evaluate(&classifier, &data);
+            let mut out = io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{report}")?;
+                if misses {
+                    writeln!(out, "\nmisses ({})", report.misses.len())?;
+                    for m in &report.misses {
+                        writeln!(out, "  {:<16} -> {:<16} {}", m.expected.id(), m.got.id(), m.text)?;
+                    }
+                }
+            }
+            if let Some(min) = min_macro_f1 {
+                if report.macro_f1 < min {
+                    eprintln!("macro-F1 {:.3} is below the required {min:.3}", report.macro_f1);
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Check => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sources(rules: Option<&Path>) -> Result<Sources, RuleErrors> {
+    match rules {
+        Some(dir) => Sources::from_dir(dir),
+        None => Ok(Sources::builtin()),
+    }
+}
+
+/// The classifier from `--rules DIR`, or the built-in rules.
+pub fn load(rules: Option<&Path>) -> Result<Classifier, RuleErrors> {
+    Classifier::from_sources(&sources(rules)?)
+}
+
+fn check(rules: Option<&Path>) -> Result<ExitCode> {
+    let from = rules.map_or("built-in rules".to_owned(), |d| d.display().to_string());
+    let classifier = match load(rules) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} problem(s)", from, errors.0.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let failures = classifier.check_examples();
+    for f in &failures {
+        eprintln!("{f}");
+    }
+    let rules = classifier.rules();
+    let keywords: usize = rules.intents.iter().map(|i| i.keywords.len()).sum();
+    if failures.is_empty() {
+        println!(
+            "{from}: ok — {} categories, {keywords} keywords, {} chatter patterns, {} words, {} examples pass",
+            rules.intents.len(),
+            rules.chatter.len(),
+            rules.words.len(),
+            rules.examples.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{from}: {} of {} examples fail", failures.len(), rules.examples.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The readable explanation of `suqiu classify TEXT`.
+pub fn render(classifier: &Classifier, e: &Explanation) -> String {
+    use std::fmt::Write as _;
+    let c = &e.classification;
+    let mut s = String::new();
+    let _ = writeln!(s, "normalized  {}", e.normalized);
+    let _ = writeln!(s, "tokens      {}", e.tokens.join(" / "));
+    let name = c.label.category().map(|cat| format!(" ({})", classifier.rules().intent(cat).name)).unwrap_or_default();
+    let priority = c.priority.map_or("-".to_owned(), |p| p.to_string());
+    let _ = writeln!(s, "label       {}{name}   priority {priority}   score {:.2}", c.label, c.score);
+    if !c.secondary.is_empty() {
+        let ids: Vec<&str> = c.secondary.iter().map(|c| c.id()).collect();
+        let _ = writeln!(s, "secondary   {}", ids.join(", "));
+    }
+    if let Some(t) = c.truncated {
+        let _ = writeln!(s, "truncated   classified the first {} of {} characters", t.kept_chars, t.original_chars);
+    }
+    let _ = writeln!(s, "evidence");
+    for ev in &c.evidence {
+        let _ = writeln!(s, "  {:>+6.2}  {:<36} {}", ev.weight, ev.rule, ev.words.join(" + "));
+    }
+    let scores: Vec<String> = e.scores.iter().map(|(cat, sc)| format!("{cat} {sc:.2}")).collect();
+    let _ = writeln!(s, "scores      {}", if scores.is_empty() { "-".to_owned() } else { scores.join(", ") });
+    if !c.entities.is_empty() {
+        let _ = writeln!(s, "entities");
+        for entity in &c.entities {
+            let _ = writeln!(s, "  {}", serde_json::to_string(entity).unwrap_or_default());
+        }
+    }
+    s
+}

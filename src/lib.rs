@@ -1,0 +1,8 @@
+//! suqiu (诉求): turns truck drivers' group-chat messages into answered appeals.
+//!
+//! This crate holds the logic; `src/main.rs` is a thin command line over it.
+
+pub mod classify;
+pub mod eval;
+pub mod batch;
+pub mod cli;
