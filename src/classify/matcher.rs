@@ -63,11 +63,7 @@ impl<'r, 't> Matcher<'r, 't> {
         let starts: Vec<usize> = tokens.iter().map(|t| t.start).collect();
         let mut hits = Vec::new();
         for m in rules.automaton.find_overlapping_iter(text) {
-            // A word counts only where segmentation agrees it is whole: 事故 is not in 事故车.
-            let Ok(token) = starts.binary_search(&m.start()) else { continue };
-            if m.end() != text.len() && starts.binary_search(&m.end()).is_err() {
-                continue;
-            }
+            let Some(token) = aligned_token(rules, text, tokens, &starts, m.start(), m.end()) else { continue };
             let word = m.pattern().as_u32();
             hits.push(Hit { word, token: token as u32, pos: tokens[token].pos });
         }
@@ -240,6 +236,36 @@ impl<'r, 't> Matcher<'r, 't> {
             }
         }
         (priority, evidence)
+    }
+}
+
+/// Particles that segmentation sometimes glues to a word (活不下去了): they do not hide it.
+const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', '呢', '哦', '的', '么'];
+
+/// The token a rule word found at `start..end` belongs to, if segmentation agrees it is a word there.
+///
+/// A word counts where it spans whole tokens; where it ends a compound of which it is the head (开锅 in
+/// 水箱开锅), unless the compound is a rule word of its own (着火 does not count in 打不着火); and where only
+/// particles follow it inside its token. It never counts as the start of a longer word: 事故 is not in 事故车.
+fn aligned_token(rules: &RuleSet, text: &str, tokens: &[Token<'_>], starts: &[usize], start: usize, end: usize) -> Option<usize> {
+    let token_of = |at: usize| starts.partition_point(|&s| s <= at) - 1;
+    let token_end = |t: usize| starts.get(t + 1).copied().unwrap_or(text.len());
+    let first = token_of(start);
+    let last = token_of(end - 1);
+    let starts_token = tokens[first].start == start;
+    let ends_token = token_end(last) == end;
+    let several_chars = text[start..end].chars().nth(1).is_some();
+    match (starts_token, ends_token) {
+        (true, true) => Some(first),
+        (false, true) if several_chars => {
+            let compound = &text[tokens[first].start..token_end(first)];
+            (first == last && !rules.index.contains_key(compound)).then_some(first)
+        }
+        (true, false) if several_chars => {
+            let rest = &text[end..token_end(last)];
+            rest.chars().all(|c| TRAILING_PARTICLES.contains(&c)).then_some(first)
+        }
+        _ => None,
     }
 }
 

@@ -90,7 +90,9 @@ impl Classifier {
         let scores = matcher.score();
         let threshold = self.rules.settings.threshold;
 
-        let best = scores.categories.first().filter(|c| c.score >= threshold);
+        // Several matters: the label is the most urgent one that passes; the others become secondary.
+        let passing = scores.categories.iter().filter(|c| c.score >= threshold);
+        let best = passing.clone().find(|c| c.category.is_urgent()).or_else(|| passing.clone().next());
         let mut evidence = Vec::new();
         let (label, priority, score) = match best {
             Some(best) => {
@@ -100,15 +102,12 @@ impl Classifier {
             }
             None => (Label::None, None, scores.categories.first().map_or(0.0, |c| c.score)),
         };
-        let secondary: Vec<Category> = scores
-            .categories
-            .iter()
-            .skip(1)
-            .filter(|c| c.score >= threshold && best.is_some())
-            .map(|c| c.category)
-            .collect();
+
+        let secondary: Vec<Category> =
+            passing.filter(|c| Some(c.category) != label.category()).map(|c| c.category).collect();
         // The winner's evidence (or, for chatter, the nearest miss's), the secondaries', then what bore on all.
-        let shown = scores.categories.iter().take(1).chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
+        let shown_first = best.or(scores.categories.first());
+        let shown = shown_first.into_iter().chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
         for c in shown {
             evidence.extend(c.evidence.iter().cloned());
         }

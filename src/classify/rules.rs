@@ -169,6 +169,8 @@ pub struct Example {
 
 pub struct RuleSet {
     pub words: Vec<String>,
+    /// Word text to id.
+    pub index: HashMap<String, WordId>,
     pub automaton: AhoCorasick,
     /// One per category, in [`Category::ALL`] order.
     pub intents: Vec<Intent>,
@@ -232,6 +234,7 @@ impl RuleSet {
         Some(RuleSet {
             automaton,
             words: b.words,
+            index: b.ids,
             intents: intents.into_iter().map(|slot| slot.expect("checked above").0).collect(),
             chatter: patterns,
             help,
