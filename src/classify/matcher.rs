@@ -42,6 +42,9 @@ pub struct Evidence {
 pub struct CategoryScore {
     pub category: Category,
     pub score: f32,
+    /// Whether a keyword that decides on its own, or a phrase rule, fired: weak words alone are not enough
+    /// to put an urgent category ahead of the strongest one.
+    pub decisive: bool,
     pub evidence: Vec<Evidence>,
 }
 
@@ -190,6 +193,7 @@ impl<'r, 't> Matcher<'r, 't> {
             let mut evidence = Vec::new();
             let (found, negated) = self.keywords(&intent.keywords);
             let mut score = 0.0;
+            let mut decisive = found.first().is_some_and(|&(weight, _)| weight >= settings.threshold);
             for (i, &(weight, word)) in found.iter().enumerate() {
                 let counted = if i == 0 { weight } else { weight * settings.extra_keyword_factor };
                 score += counted;
@@ -201,6 +205,7 @@ impl<'r, 't> Matcher<'r, 't> {
             for p in &intent.phrases {
                 if let Some(words) = self.fires(p) {
                     score += p.weight;
+                    decisive = true;
                     evidence.push(self.evidence(format!("{c}/phrase:{}", p.name), &words, p.weight));
                 }
             }
@@ -216,7 +221,7 @@ impl<'r, 't> Matcher<'r, 't> {
             if score > 0.0 && help > 0.0 {
                 score += settings.help_boost * help.min(1.0);
             }
-            categories.push(CategoryScore { category: c, score: round(score - penalty), evidence });
+            categories.push(CategoryScore { category: c, score: round(score - penalty), decisive, evidence });
         }
         // Stable sort: equal scores keep taxonomy order, most urgent first.
         categories.sort_by(|a, b| b.score.total_cmp(&a.score));

@@ -92,7 +92,7 @@ impl Classifier {
 
         // Several matters: the label is the most urgent one that passes; the others become secondary.
         let passing = scores.categories.iter().filter(|c| c.score >= threshold);
-        let best = passing.clone().find(|c| c.category.is_urgent()).or_else(|| passing.clone().next());
+        let best = passing.clone().find(|c| c.category.is_urgent() && c.decisive).or_else(|| passing.clone().next());
         let mut evidence = Vec::new();
         let (label, priority, score) = match best {
             Some(best) => {

@@ -13,6 +13,10 @@ use unicode_properties::UnicodeEmoji;
 /// Telegram's own limit for a message is 4,096 characters, so real messages are never cut.
 pub const MAX_CHARS: usize = 4096;
 
+/// What laughing emoji become in the normalized text, so that rules can name them.
+pub const LAUGH_WORD: &str = " [笑] ";
+const LAUGHING: &[char] = &['😂', '🤣', '😆', '😁', '😄', '😅', '😹', '🙈'];
+
 /// What normalization did to a message that the caller should know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Truncation {
@@ -107,6 +111,15 @@ impl Normalizer {
                 ' '
             } else if is_emoji(c) {
                 emoji += usize::from(!c.is_emoji_component());
+                // Laughter is the one emoji meaning the rules use (jokes are chatter): it becomes a word.
+                if LAUGHING.contains(&c) {
+                    if !folded.ends_with(LAUGH_WORD) {
+                        let word = if last.is_none() || last == Some(' ') { LAUGH_WORD.trim_start() } else { LAUGH_WORD };
+                        folded.push_str(word);
+                    }
+                    last = Some(' ');
+                    continue;
+                }
                 ' '
             } else {
                 c.to_ascii_lowercase()
@@ -167,6 +180,7 @@ mod tests {
         let n = normalizer().normalize("车着火了🔥🔥 快来人👍🏻");
         assert_eq!(n.text, "车着火了 快来人");
         assert_eq!(n.emoji, 3);
+        assert_eq!(normalizer().normalize("笑死🤣🤣").text, "笑死 [笑]");
     }
 
     #[test]
