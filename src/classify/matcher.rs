@@ -135,7 +135,9 @@ impl<'r, 't> Matcher<'r, 't> {
         }
         let mut words = Vec::new();
         if !p.any.is_empty() {
-            words.push(*p.any.iter().find(|&&w| self.has(w))?);
+            // "不是开玩笑" is no joke: a negated word does not make the pattern fire.
+            let present = |w: WordId| self.of(w).iter().any(|h| !self.negated(h.token));
+            words.push(*p.any.iter().find(|&&w| present(w))?);
         }
         if let Some((first, rest)) = p.all.split_first() {
             let found = |group: &[WordId], near: Option<u32>| {
@@ -221,6 +223,8 @@ impl<'r, 't> Matcher<'r, 't> {
             if score > 0.0 && help > 0.0 {
                 score += settings.help_boost * help.min(1.0);
             }
+            // Missing an urgent appeal costs far more than a false alarm: chatter weighs less against it.
+            let penalty = if c.is_urgent() { penalty * settings.urgent_penalty_factor } else { penalty };
             categories.push(CategoryScore { category: c, score: round(score - penalty), decisive, evidence });
         }
         // Stable sort: equal scores keep taxonomy order, most urgent first.

@@ -116,6 +116,8 @@ pub struct Settings {
     pub help_cap: f32,
     /// Each keyword after a category's strongest counts this fraction of its weight.
     pub extra_keyword_factor: f32,
+    /// The share of the chatter penalty that counts against the urgent categories.
+    pub urgent_penalty_factor: f32,
 }
 
 // ---- the compiled form ----
