@@ -92,11 +92,14 @@ impl<'r, 't> Matcher<'r, 't> {
     /// Whether a negator (没, 不是…) stands shortly before the token, with no break in between.
     fn negated(&self, token: u32) -> bool {
         let mut seen = 0;
-        for t in self.tokens[..token as usize].iter().rev() {
+        let before = &self.tokens[..token as usize];
+        for (i, t) in before.iter().enumerate().rev() {
             if t.is_break {
                 return false;
             }
-            if self.rules.negators.contains(t.text) {
+            // 没了 is "gone" (油箱盖没了), not "not".
+            let gone = before.get(i + 1).is_some_and(|next| next.text == "了");
+            if self.rules.negators.contains(t.text) && !gone {
                 return true;
             }
             if !t.is_stop {

@@ -29,6 +29,10 @@ struct IntentFile {
     name: String,
     priority: Option<Priority>,
     ack: String,
+    /// Whether a negation word cancels this category's keywords: yes for incidents (没出事 is no accident),
+    /// no for grievances, where the negation is the complaint (没交社保, 会员卡没收到).
+    #[serde(default = "yes")]
+    negation: bool,
     #[serde(default)]
     keywords: Vec<KeywordGroupDef>,
     #[serde(default)]
@@ -366,7 +370,10 @@ impl Builder<'_> {
             self.errors.push(file.error(0, "`ack` (the driver's acknowledgement) is empty"));
         }
         // A keyword that alone decides the label must decide it for one category only.
-        let keywords = self.keywords(file, &def.keywords);
+        let mut keywords = self.keywords(file, &def.keywords);
+        if !def.negation {
+            keywords.iter_mut().for_each(|(k, _)| k.negatable = false);
+        }
         for (keyword, offset) in &keywords {
             if keyword.weight < threshold {
                 continue;
