@@ -29,6 +29,9 @@ struct Hit {
     word: WordId,
     token: u32,
     pos: u32,
+    /// Byte range in the normalized text.
+    start: u32,
+    end: u32,
 }
 
 /// Why a message got its label: one rule that fired, the words that made it fire, and what it weighed.
@@ -68,7 +71,8 @@ impl<'r, 't> Matcher<'r, 't> {
         for m in rules.automaton.find_overlapping_iter(text) {
             let Some(token) = aligned_token(rules, text, tokens, &starts, m.start(), m.end()) else { continue };
             let word = m.pattern().as_u32();
-            hits.push(Hit { word, token: token as u32, pos: tokens[token].pos });
+            let (start, end) = (m.start() as u32, m.end() as u32);
+            hits.push(Hit { word, token: token as u32, pos: tokens[token].pos, start, end });
         }
         hits.sort_unstable();
         hits.dedup();
@@ -127,6 +131,11 @@ impl<'r, 't> Matcher<'r, 't> {
                 found.push((k.weight, k.word));
             }
         }
+        // A keyword found only inside a longer one of the same list (退押金 in 不退押金) adds nothing.
+        let spans: Vec<(u32, u32)> =
+            found.iter().flat_map(|&(_, w)| self.of(w).iter().map(|h| (h.start, h.end))).collect();
+        let inside = |h: &Hit| spans.iter().any(|&(s, e)| s <= h.start && h.end <= e && e - s > h.end - h.start);
+        found.retain(|&(_, w)| !self.of(w).iter().all(inside));
         found.sort_by(|a, b| b.0.total_cmp(&a.0));
         (found, negated)
     }
