@@ -58,14 +58,31 @@ fn render(classifier: &Classifier, number: usize, raw: &[u8]) -> (String, bool) 
     let (json, classified) = match read_line(raw) {
         Ok((text, id)) => {
             let classification = classifier.classify(&text);
-            (serde_json::to_string(&Output { line: number, id, classification: &classification }), true)
+            (
+                serde_json::to_string(&Output {
+                    line: number,
+                    id,
+                    classification: &classification,
+                }),
+                true,
+            )
         }
-        Err(error) => (serde_json::to_string(&ErrorOutput { line: number, error: &error }), false),
+        Err(error) => (
+            serde_json::to_string(&ErrorOutput {
+                line: number,
+                error: &error,
+            }),
+            false,
+        ),
     };
     (json.expect("results serialize to JSON"), classified)
 }
 
-pub fn classify_lines(classifier: &Classifier, mut input: impl BufRead, mut output: impl Write) -> io::Result<BatchStats> {
+pub fn classify_lines(
+    classifier: &Classifier,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> io::Result<BatchStats> {
     let workers = thread::available_parallelism().map_or(1, |n| n.get()).max(1);
     let mut stats = BatchStats::default();
     let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
@@ -98,7 +115,10 @@ pub fn classify_lines(classifier: &Classifier, mut input: impl BufRead, mut outp
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("classification does not panic")).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("classification does not panic"))
+                .collect()
         });
         for (line, ok) in results {
             output.write_all(line.as_bytes())?;

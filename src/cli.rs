@@ -12,7 +12,11 @@ use crate::classify::{Classifier, Explanation, RuleErrors, Sources};
 use crate::eval;
 
 #[derive(Debug, Parser)]
-#[command(name = "suqiu", version, about = "Turns truck drivers' group-chat messages into answered appeals")]
+#[command(
+    name = "suqiu",
+    version,
+    about = "Turns truck drivers' group-chat messages into answered appeals"
+)]
 pub struct Cli {
     /// A directory with `intents/` and/or `dictionaries/` that replace the built-in ones.
     #[arg(long, global = true, env = "SUQIU_RULES", value_name = "DIR")]
@@ -57,12 +61,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Check = cli.command {
         return check(cli.rules.as_deref());
     }
-    let classifier = load(cli.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
+    let classifier =
+        load(cli.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
     match cli.command {
         Command::Classify { stdin: true, .. } => {
             let stats = batch::classify_lines(&classifier, BufReader::new(io::stdin().lock()), io::stdout().lock())
                 .context("failed to read standard input or write standard output")?;
-            tracing::info!(lines = stats.lines, classified = stats.classified, errors = stats.errors, "batch done");
+            tracing::info!(
+                lines = stats.lines,
+                classified = stats.classified,
+                errors = stats.errors,
+                "batch done"
+            );
         }
         Command::Classify { text, json, .. } => {
             let explanation = classifier.explain(text.as_deref().unwrap_or_default());
@@ -74,7 +84,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 write!(out, "{}", render(&classifier, &explanation))?;
             }
         }
-        Command::Eval { file, json, min_macro_f1, misses } => {
+        Command::Eval {
+            file,
+            json,
+            min_macro_f1,
+            misses,
+        } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("failed to read {}", file.display()))?;
             let data = eval::parse_jsonl(&text).with_context(|| format!("{} is not labelled JSONL", file.display()))?;
             if data.is_empty() {
@@ -156,22 +171,42 @@ pub fn render(classifier: &Classifier, e: &Explanation) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "normalized  {}", e.normalized);
     let _ = writeln!(s, "tokens      {}", e.tokens.join(" / "));
-    let name = c.label.category().map(|cat| format!(" ({})", classifier.rules().intent(cat).name)).unwrap_or_default();
+    let name = c
+        .label
+        .category()
+        .map(|cat| format!(" ({})", classifier.rules().intent(cat).name))
+        .unwrap_or_default();
     let priority = c.priority.map_or("-".to_owned(), |p| p.to_string());
-    let _ = writeln!(s, "label       {}{name}   priority {priority}   score {:.2}", c.label, c.score);
+    let _ = writeln!(
+        s,
+        "label       {}{name}   priority {priority}   score {:.2}",
+        c.label, c.score
+    );
     if !c.secondary.is_empty() {
         let ids: Vec<&str> = c.secondary.iter().map(|c| c.id()).collect();
         let _ = writeln!(s, "secondary   {}", ids.join(", "));
     }
     if let Some(t) = c.truncated {
-        let _ = writeln!(s, "truncated   classified the first {} of {} characters", t.kept_chars, t.original_chars);
+        let _ = writeln!(
+            s,
+            "truncated   classified the first {} of {} characters",
+            t.kept_chars, t.original_chars
+        );
     }
     let _ = writeln!(s, "evidence");
     for ev in &c.evidence {
         let _ = writeln!(s, "  {:>+6.2}  {:<36} {}", ev.weight, ev.rule, ev.words.join(" + "));
     }
     let scores: Vec<String> = e.scores.iter().map(|(cat, sc)| format!("{cat} {sc:.2}")).collect();
-    let _ = writeln!(s, "scores      {}", if scores.is_empty() { "-".to_owned() } else { scores.join(", ") });
+    let _ = writeln!(
+        s,
+        "scores      {}",
+        if scores.is_empty() {
+            "-".to_owned()
+        } else {
+            scores.join(", ")
+        }
+    );
     if !c.entities.is_empty() {
         let _ = writeln!(s, "entities");
         for entity in &c.entities {

@@ -33,7 +33,12 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Labelled>, ParseError> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| ParseError { line: i + 1, message: e.to_string() }))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| ParseError {
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -70,8 +75,10 @@ pub struct Report {
 }
 
 pub fn evaluate(classifier: &Classifier, data: &[Labelled]) -> Report {
-    let pairs: Vec<(Label, Label, &str)> =
-        data.iter().map(|d| (d.label, classifier.classify(&d.text).label, d.text.as_str())).collect();
+    let pairs: Vec<(Label, Label, &str)> = data
+        .iter()
+        .map(|d| (d.label, classifier.classify(&d.text).label, d.text.as_str()))
+        .collect();
     report(&pairs)
 }
 
@@ -106,10 +113,20 @@ pub fn report(pairs: &[(Label, Label, &str)]) -> Report {
             let predicted = count(&|_, g| g == l);
             let support = count(&|e, _| e == l);
             let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
-            LabelScores { label: l, precision, recall, f1: f1(precision, recall), support }
+            LabelScores {
+                label: l,
+                precision,
+                recall,
+                f1: f1(precision, recall),
+                support,
+            }
         })
         .collect();
-    let macro_f1 = if per_label.is_empty() { 0.0 } else { per_label.iter().map(|s| s.f1).sum::<f64>() / per_label.len() as f64 };
+    let macro_f1 = if per_label.is_empty() {
+        0.0
+    } else {
+        per_label.iter().map(|s| s.f1).sum::<f64>() / per_label.len() as f64
+    };
 
     let appeal_tp = count(&|e, g| e != Label::None && g != Label::None);
     let urgent = |l: Label| l.category().is_some_and(|c| c.is_urgent());
@@ -125,16 +142,32 @@ pub fn report(pairs: &[(Label, Label, &str)]) -> Report {
         misses: pairs
             .iter()
             .filter(|(e, g, _)| e != g)
-            .map(|&(expected, got, text)| Miss { text: text.to_owned(), expected, got })
+            .map(|&(expected, got, text)| Miss {
+                text: text.to_owned(),
+                expected,
+                got,
+            })
             .collect(),
     }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<16} {:>9} {:>9} {:>9} {:>8}", "label", "precision", "recall", "f1", "support")?;
+        writeln!(
+            f,
+            "{:<16} {:>9} {:>9} {:>9} {:>8}",
+            "label", "precision", "recall", "f1", "support"
+        )?;
         for s in &self.per_label {
-            writeln!(f, "{:<16} {:>9.3} {:>9.3} {:>9.3} {:>8}", s.label.id(), s.precision, s.recall, s.f1, s.support)?;
+            writeln!(
+                f,
+                "{:<16} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+                s.label.id(),
+                s.precision,
+                s.recall,
+                s.f1,
+                s.support
+            )?;
         }
         writeln!(f)?;
         writeln!(f, "messages            {}", self.messages)?;
@@ -180,7 +213,10 @@ mod tests {
         let acc = &r.per_label[0];
         assert_eq!((acc.label, acc.support), (a, 2));
         assert!((acc.precision - 0.5).abs() < 1e-9 && (acc.recall - 0.5).abs() < 1e-9);
-        assert!((r.appeal_precision - 0.75).abs() < 1e-9, "3 of 4 predicted appeals are appeals");
+        assert!(
+            (r.appeal_precision - 0.75).abs() < 1e-9,
+            "3 of 4 predicted appeals are appeals"
+        );
         assert!((r.appeal_recall - 1.0).abs() < 1e-9);
         assert!((r.urgent_recall - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.misses.len(), 2);
@@ -189,7 +225,8 @@ mod tests {
 
     #[test]
     fn an_unreadable_line_is_named() {
-        let err = parse_jsonl("{\"text\":\"a\",\"label\":\"none\"}\n\n{\"text\":\"b\",\"label\":\"bogus\"}").unwrap_err();
+        let err =
+            parse_jsonl("{\"text\":\"a\",\"label\":\"none\"}\n\n{\"text\":\"b\",\"label\":\"bogus\"}").unwrap_err();
         assert_eq!(err.line, 3);
         assert!(err.message.contains("bogus"), "{}", err.message);
     }

@@ -2,7 +2,7 @@
 //!
 //! This crate holds the logic; `src/main.rs` is a thin command line over it.
 
-pub mod classify;
-pub mod eval;
 pub mod batch;
+pub mod classify;
 pub mod cli;
+pub mod eval;

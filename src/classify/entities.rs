@@ -28,28 +28,86 @@ pub enum Entity {
 }
 
 static PLATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"([京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼])\s?([a-z])\s?[·•.\-]?\s?([a-z0-9]{5,6})")
-        .expect("plate pattern")
+    Regex::new(
+        r"([京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼])\s?([a-z])\s?[·•.\-]?\s?([a-z0-9]{5,6})",
+    )
+    .expect("plate pattern")
 });
 static PHONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"1[3-9][0-9](?:[ \-]?[0-9]){8}").expect("phone pattern"));
-static ARABIC_AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"([0-9]+(?:\.[0-9]+)?)(多)?(万|千|w|k)?(多)?(块钱|块|元)?").expect("amount pattern")
+static ARABIC_AMOUNT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"([0-9]+(?:\.[0-9]+)?)(多)?(万|千|w|k)?(多)?(块钱|块|元)?").expect("amount pattern"));
+static CHINESE_AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[一二两三四五六七八九十][零一二两三四五六七八九十百千万多]*(块钱|块|元)?").expect("amount pattern")
 });
-static CHINESE_AMOUNT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[一二两三四五六七八九十][零一二两三四五六七八九十百千万多]*(块钱|块|元)?").expect("amount pattern"));
 static HIGHWAY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[gs][0-9]{1,4}|[0-9]{3}国道|国道[0-9]{3}").expect("highway pattern"));
 
 /// Words after a number that make it something other than money: 12分, 32吨, 9米6, 3天.
 const NOT_MONEY: &[&str] = &[
-    "分", "吨", "公里", "米", "天", "个", "趟", "车", "次", "小时", "钟头", "点", "号", "岁", "%", "年", "月", "台",
-    "方", "箱", "片", "升", "人", "级", "斤", "桶", "轴", "档", "挡", "马力", "度", "周", "礼拜", "单", "遍", "回",
-    "家", "条", "张", "层", "件", "袋", "位", "名", "口", "辆", "多公里", "多天", "多吨", "多个", "多小时", "k",
+    "分",
+    "吨",
+    "公里",
+    "米",
+    "天",
+    "个",
+    "趟",
+    "车",
+    "次",
+    "小时",
+    "钟头",
+    "点",
+    "号",
+    "岁",
+    "%",
+    "年",
+    "月",
+    "台",
+    "方",
+    "箱",
+    "片",
+    "升",
+    "人",
+    "级",
+    "斤",
+    "桶",
+    "轴",
+    "档",
+    "挡",
+    "马力",
+    "度",
+    "周",
+    "礼拜",
+    "单",
+    "遍",
+    "回",
+    "家",
+    "条",
+    "张",
+    "层",
+    "件",
+    "袋",
+    "位",
+    "名",
+    "口",
+    "辆",
+    "多公里",
+    "多天",
+    "多吨",
+    "多个",
+    "多小时",
+    "k",
 ];
 /// Words shortly before a number that make a bare number money: 罚2000, 欠我8000.
-const MONEY_CONTEXT: &[&str] = &["罚", "赔", "扣", "欠", "补", "交", "花", "收", "给", "费", "钱", "押金", "工资", "要"];
+const MONEY_CONTEXT: &[&str] = &[
+    "罚", "赔", "扣", "欠", "补", "交", "花", "收", "给", "费", "钱", "押金", "工资", "要",
+];
 
-pub fn extract(text: &str, tokens: &[Token<'_>], platforms: &HashSet<String>, highways: &HashSet<String>) -> Vec<Entity> {
+pub fn extract(
+    text: &str,
+    tokens: &[Token<'_>],
+    platforms: &HashSet<String>,
+    highways: &HashSet<String>,
+) -> Vec<Entity> {
     let mut found: Vec<(usize, Entity)> = Vec::new();
     let mut taken: Vec<(usize, usize)> = Vec::new();
 
@@ -61,7 +119,13 @@ pub fn extract(text: &str, tokens: &[Token<'_>], platforms: &HashSet<String>, hi
         }
         let plate = format!("{}{}·{}", &c[1], c[2].to_uppercase(), rest.to_uppercase());
         taken.push((m.start(), m.end()));
-        found.push((m.start(), Entity::Plate { text: m.as_str().to_uppercase(), plate }));
+        found.push((
+            m.start(),
+            Entity::Plate {
+                text: m.as_str().to_uppercase(),
+                plate,
+            },
+        ));
     }
     for m in PHONE.find_iter(text) {
         if digit_before(text, m.start()) || digit_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
@@ -69,14 +133,25 @@ pub fn extract(text: &str, tokens: &[Token<'_>], platforms: &HashSet<String>, hi
         }
         let number: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
         taken.push((m.start(), m.end()));
-        found.push((m.start(), Entity::Phone { text: m.as_str().to_owned(), number }));
+        found.push((
+            m.start(),
+            Entity::Phone {
+                text: m.as_str().to_owned(),
+                number,
+            },
+        ));
     }
     for m in HIGHWAY.find_iter(text) {
         if alnum_before(text, m.start()) || alnum_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
         taken.push((m.start(), m.end()));
-        found.push((m.start(), Entity::Highway { text: m.as_str().to_uppercase() }));
+        found.push((
+            m.start(),
+            Entity::Highway {
+                text: m.as_str().to_uppercase(),
+            },
+        ));
     }
     for c in ARABIC_AMOUNT.captures_iter(text) {
         let m = c.get(0).expect("whole match");
@@ -90,12 +165,20 @@ pub fn extract(text: &str, tokens: &[Token<'_>], platforms: &HashSet<String>, hi
             _ => 1.0,
         };
         let has_unit = c.get(5).is_some() || magnitude > 1.0;
-        if !has_unit && !(money_context(text, m.start()) && !not_money(text, m.end())) {
+        let bare_number_is_money = money_context(text, m.start()) && !not_money(text, m.end());
+        if !has_unit && !bare_number_is_money {
             continue;
         }
         let approximate = c.get(2).is_some() || c.get(4).is_some();
         let text = m.as_str().to_owned();
-        found.push((m.start(), Entity::Amount { text, yuan: (number * magnitude).round() as u64, approximate }));
+        found.push((
+            m.start(),
+            Entity::Amount {
+                text,
+                yuan: (number * magnitude).round() as u64,
+                approximate,
+            },
+        ));
     }
     for m in CHINESE_AMOUNT.find_iter(text) {
         if overlaps(&taken, m.start(), m.end()) {
@@ -104,20 +187,32 @@ pub fn extract(text: &str, tokens: &[Token<'_>], platforms: &HashSet<String>, hi
         let has_unit = ["块钱", "块", "元"].iter().any(|u| m.as_str().ends_with(u));
         let digits = m.as_str().trim_end_matches(['块', '钱', '元']);
         let has_magnitude = digits.contains(['百', '千', '万']);
-        if !(has_unit || has_magnitude) || (!has_unit && not_money(text, m.end())) {
+        let is_money = has_unit || (has_magnitude && !not_money(text, m.end()));
+        if !is_money {
             continue;
         }
         if let Some((yuan, approximate)) = parse_chinese_amount(digits) {
-            found.push((m.start(), Entity::Amount { text: m.as_str().to_owned(), yuan, approximate }));
+            found.push((
+                m.start(),
+                Entity::Amount {
+                    text: m.as_str().to_owned(),
+                    yuan,
+                    approximate,
+                },
+            ));
         }
     }
 
     let mut seen = HashSet::new();
     for t in tokens {
         let entity = if platforms.contains(t.text) {
-            Entity::Platform { text: t.text.to_owned() }
+            Entity::Platform {
+                text: t.text.to_owned(),
+            }
         } else if highways.contains(t.text) {
-            Entity::Highway { text: t.text.to_owned() }
+            Entity::Highway {
+                text: t.text.to_owned(),
+            }
         } else {
             continue;
         };
@@ -133,7 +228,11 @@ pub fn extract(text: &str, tokens: &[Token<'_>], platforms: &HashSet<String>, hi
 /// `八千多` → (8000, approximate); `两万六` → 26000 (the spoken form of 两万六千); `一千二百` → 1200.
 pub fn parse_chinese_amount(digits: &str) -> Option<(u64, bool)> {
     let approximate = digits.contains('多');
-    let mut plain: String = digits.chars().filter(|&c| c != '多').map(|c| if c == '两' { '二' } else { c }).collect();
+    let mut plain: String = digits
+        .chars()
+        .filter(|&c| c != '多')
+        .map(|c| if c == '两' { '二' } else { c })
+        .collect();
     // Spoken shorthand: a last digit after a magnitude means the next magnitude down.
     let mut chars = plain.chars().rev();
     if let (Some(last), Some(before)) = (chars.next(), chars.next()) {
@@ -163,7 +262,10 @@ fn digit_at(text: &str, at: usize) -> bool {
 }
 
 fn alnum_before(text: &str, at: usize) -> bool {
-    text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+    text[..at]
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
 }
 
 fn alnum_at(text: &str, at: usize) -> bool {
@@ -176,7 +278,14 @@ fn not_money(text: &str, end: usize) -> bool {
 }
 
 fn money_context(text: &str, start: usize) -> bool {
-    let before: String = text[..start].chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let before: String = text[..start]
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     MONEY_CONTEXT.iter().any(|w| before.contains(w))
 }
 

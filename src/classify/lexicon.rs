@@ -37,7 +37,10 @@ impl Lexicon {
                 _ if file.stem() == "synonyms" => parse_synonyms(file, &mut parts, errors),
                 _ if file.stem() == "stopwords" => parse_stopwords(file, &mut parts, errors),
                 _ if file.name.ends_with(".md") => {}
-                _ => errors.push(file.error(0, "unknown dictionary file (expected *.dict, synonyms.txt or stopwords.txt)")),
+                _ => errors.push(file.error(
+                    0,
+                    "unknown dictionary file (expected *.dict, synonyms.txt or stopwords.txt)",
+                )),
             }
         }
         check_synonyms(&parts.synonyms, errors);
@@ -59,7 +62,13 @@ impl Lexicon {
                 jieba.add_word(canonical, None, None);
             }
         }
-        Lexicon { jieba, synonyms: Synonyms::new(parts.synonyms), stopwords: parts.stopwords, platforms, highways }
+        Lexicon {
+            jieba,
+            synonyms: Synonyms::new(parts.synonyms),
+            stopwords: parts.stopwords,
+            platforms,
+            highways,
+        }
     }
 }
 
@@ -118,7 +127,10 @@ fn parse_synonyms(file: &SourceFile, parts: &mut Parts, errors: &mut Vec<RuleErr
         }
         for variant in variants {
             if variant.chars().count() < 2 {
-                errors.push(file.error(n, format!("variant {variant:?} is a single character: too unsafe to replace everywhere")));
+                errors.push(file.error(
+                    n,
+                    format!("variant {variant:?} is a single character: too unsafe to replace everywhere"),
+                ));
             } else if variant == canonical {
                 errors.push(file.error(n, format!("variant {variant:?} is the canonical word itself")));
             } else {
@@ -139,10 +151,18 @@ fn check_synonyms(pairs: &[(String, String)], errors: &mut Vec<RuleError>) {
     let mut seen = HashSet::new();
     for (variant, _) in pairs {
         if canonicals.contains(variant.as_str()) {
-            errors.push(RuleError { file: "dictionaries/synonyms.txt".into(), line: 0, message: format!("{variant:?} is both a variant and a canonical word") });
+            errors.push(RuleError {
+                file: "dictionaries/synonyms.txt".into(),
+                line: 0,
+                message: format!("{variant:?} is both a variant and a canonical word"),
+            });
         }
         if !seen.insert(variant) {
-            errors.push(RuleError { file: "dictionaries/synonyms.txt".into(), line: 0, message: format!("variant {variant:?} is listed twice") });
+            errors.push(RuleError {
+                file: "dictionaries/synonyms.txt".into(),
+                line: 0,
+                message: format!("variant {variant:?} is listed twice"),
+            });
         }
     }
 }

@@ -69,10 +69,18 @@ impl<'r, 't> Matcher<'r, 't> {
         let starts: Vec<usize> = tokens.iter().map(|t| t.start).collect();
         let mut hits = Vec::new();
         for m in rules.automaton.find_overlapping_iter(text) {
-            let Some(token) = aligned_token(rules, text, tokens, &starts, m.start(), m.end()) else { continue };
+            let Some(token) = aligned_token(rules, text, tokens, &starts, m.start(), m.end()) else {
+                continue;
+            };
             let word = m.pattern().as_u32();
             let (start, end) = (m.start() as u32, m.end() as u32);
-            hits.push(Hit { word, token: token as u32, pos: tokens[token].pos, start, end });
+            hits.push(Hit {
+                word,
+                token: token as u32,
+                pos: tokens[token].pos,
+                start,
+                end,
+            });
         }
         hits.sort_unstable();
         hits.dedup();
@@ -132,9 +140,15 @@ impl<'r, 't> Matcher<'r, 't> {
             }
         }
         // A keyword found only inside a longer one of the same list (退押金 in 不退押金) adds nothing.
-        let spans: Vec<(u32, u32)> =
-            found.iter().flat_map(|&(_, w)| self.of(w).iter().map(|h| (h.start, h.end))).collect();
-        let inside = |h: &Hit| spans.iter().any(|&(s, e)| s <= h.start && h.end <= e && e - s > h.end - h.start);
+        let spans: Vec<(u32, u32)> = found
+            .iter()
+            .flat_map(|&(_, w)| self.of(w).iter().map(|h| (h.start, h.end)))
+            .collect();
+        let inside = |h: &Hit| {
+            spans
+                .iter()
+                .any(|&(s, e)| s <= h.start && h.end <= e && e - s > h.end - h.start)
+        };
         found.retain(|&(_, w)| !self.of(w).iter().all(inside));
         found.sort_by(|a, b| b.0.total_cmp(&a.0));
         (found, negated)
@@ -174,7 +188,11 @@ impl<'r, 't> Matcher<'r, 't> {
     }
 
     fn evidence(&self, rule: String, words: &[WordId], weight: f32) -> Evidence {
-        Evidence { rule, words: words.iter().map(|&w| self.text(w)).collect(), weight: round(weight) }
+        Evidence {
+            rule,
+            words: words.iter().map(|&w| self.text(w)).collect(),
+            weight: round(weight),
+        }
     }
 
     pub fn score(&self) -> Scores {
@@ -209,7 +227,11 @@ impl<'r, 't> Matcher<'r, 't> {
             let mut score = 0.0;
             let mut decisive = found.first().is_some_and(|&(weight, _)| weight >= settings.threshold);
             for (i, &(weight, word)) in found.iter().enumerate() {
-                let counted = if i == 0 { weight } else { weight * settings.extra_keyword_factor };
+                let counted = if i == 0 {
+                    weight
+                } else {
+                    weight * settings.extra_keyword_factor
+                };
                 score += counted;
                 evidence.push(self.evidence(format!("{c}/keyword"), &[word], counted));
             }
@@ -236,8 +258,17 @@ impl<'r, 't> Matcher<'r, 't> {
                 score += settings.help_boost * help.min(1.0);
             }
             // Missing an urgent appeal costs far more than a false alarm: chatter weighs less against it.
-            let penalty = if c.is_urgent() { penalty * settings.urgent_penalty_factor } else { penalty };
-            categories.push(CategoryScore { category: c, score: round(score - penalty), decisive, evidence });
+            let penalty = if c.is_urgent() {
+                penalty * settings.urgent_penalty_factor
+            } else {
+                penalty
+            };
+            categories.push(CategoryScore {
+                category: c,
+                score: round(score - penalty),
+                decisive,
+                evidence,
+            });
         }
         // Stable sort: equal scores keep taxonomy order, most urgent first.
         categories.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -268,7 +299,14 @@ const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', 
 /// A word counts where it spans whole tokens; where it ends a compound of which it is the head (开锅 in
 /// 水箱开锅), unless the compound is a rule word of its own (着火 does not count in 打不着火); and where only
 /// particles follow it inside its token. It never counts as the start of a longer word: 事故 is not in 事故车.
-fn aligned_token(rules: &RuleSet, text: &str, tokens: &[Token<'_>], starts: &[usize], start: usize, end: usize) -> Option<usize> {
+fn aligned_token(
+    rules: &RuleSet,
+    text: &str,
+    tokens: &[Token<'_>],
+    starts: &[usize],
+    start: usize,
+    end: usize,
+) -> Option<usize> {
     let token_of = |at: usize| starts.partition_point(|&s| s <= at) - 1;
     let token_end = |t: usize| starts.get(t + 1).copied().unwrap_or(text.len());
     let first = token_of(start);

@@ -70,7 +70,11 @@ impl Classifier {
         let normalizer = Normalizer::new(synonyms);
         let rules = RuleSet::compile(&sources.intents, &normalizer, &mut errors);
         match rules {
-            Some(rules) if errors.is_empty() => Ok(Classifier { normalizer, lexicon, rules }),
+            Some(rules) if errors.is_empty() => Ok(Classifier {
+                normalizer,
+                lexicon,
+                rules,
+            }),
             _ => Err(RuleErrors(errors)),
         }
     }
@@ -92,7 +96,10 @@ impl Classifier {
 
         // Several matters: the label is the most urgent one that passes; the others become secondary.
         let passing = scores.categories.iter().filter(|c| c.score >= threshold);
-        let best = passing.clone().find(|c| c.category.is_urgent() && c.decisive).or_else(|| passing.clone().next());
+        let best = passing
+            .clone()
+            .find(|c| c.category.is_urgent() && c.decisive)
+            .or_else(|| passing.clone().next());
         let mut evidence = Vec::new();
         let (label, priority, score) = match best {
             Some(best) => {
@@ -103,20 +110,33 @@ impl Classifier {
             None => (Label::None, None, scores.categories.first().map_or(0.0, |c| c.score)),
         };
 
-        let secondary: Vec<Category> =
-            passing.filter(|c| Some(c.category) != label.category()).map(|c| c.category).collect();
+        let secondary: Vec<Category> = passing
+            .filter(|c| Some(c.category) != label.category())
+            .map(|c| c.category)
+            .collect();
         // The winner's evidence (or, for chatter, the nearest miss's), the secondaries', then what bore on all.
         let shown_first = best.or(scores.categories.first());
-        let shown = shown_first.into_iter().chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
+        let shown = shown_first
+            .into_iter()
+            .chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
         for c in shown {
             evidence.extend(c.evidence.iter().cloned());
         }
         evidence.extend(scores.shared);
 
-        let entities = entities::extract(&normalized.text, &tokens, &self.lexicon.platforms, &self.lexicon.highways);
+        let entities = entities::extract(
+            &normalized.text,
+            &tokens,
+            &self.lexicon.platforms,
+            &self.lexicon.highways,
+        );
         Explanation {
             scores: scores.categories.iter().map(|c| (c.category, c.score)).collect(),
-            tokens: tokens.iter().filter(|t| !t.is_break).map(|t| t.text.to_owned()).collect(),
+            tokens: tokens
+                .iter()
+                .filter(|t| !t.is_break)
+                .map(|t| t.text.to_owned())
+                .collect(),
             classification: Classification {
                 label,
                 priority,
@@ -139,7 +159,13 @@ impl Classifier {
         for t in cut {
             let is_break = is_break(t.word);
             let is_stop = !is_break && self.lexicon.stopwords.contains(t.word);
-            tokens.push(Token { text: t.word, start: t.byte_start, pos, is_break, is_stop });
+            tokens.push(Token {
+                text: t.word,
+                start: t.byte_start,
+                pos,
+                is_break,
+                is_stop,
+            });
             if !is_break && !is_stop {
                 pos += 1;
             }
@@ -156,8 +182,16 @@ impl Classifier {
                 let got = self.classify(&ex.text).label;
                 let ok = (got == ex.expect) == ex.should_match;
                 (!ok).then(|| {
-                    let wanted = if ex.should_match { format!("must be {}", ex.expect) } else { format!("must not be {}", ex.expect) };
-                    RuleError { file: ex.file.clone(), line: ex.line, message: format!("example {:?} {wanted}, got {got}", ex.text) }
+                    let wanted = if ex.should_match {
+                        format!("must be {}", ex.expect)
+                    } else {
+                        format!("must not be {}", ex.expect)
+                    };
+                    RuleError {
+                        file: ex.file.clone(),
+                        line: ex.line,
+                        message: format!("example {:?} {wanted}, got {got}", ex.text),
+                    }
                 })
             })
             .collect()

@@ -88,8 +88,7 @@ pub struct Normalizer {
 
 impl Normalizer {
     pub fn new(synonyms: Synonyms) -> Normalizer {
-        let t2s = OpenCC::from_config(BuiltinConfig::T2s)
-            .expect("the built-in traditional-to-simplified tables load");
+        let t2s = OpenCC::from_config(BuiltinConfig::T2s).expect("the built-in traditional-to-simplified tables load");
         Normalizer { t2s, synonyms }
     }
 
@@ -98,7 +97,10 @@ impl Normalizer {
         let (kept, truncated) = match raw.char_indices().nth(MAX_CHARS) {
             Some((cut, _)) => (
                 &raw[..cut],
-                Some(Truncation { original_chars, kept_chars: MAX_CHARS }),
+                Some(Truncation {
+                    original_chars,
+                    kept_chars: MAX_CHARS,
+                }),
             ),
             None => (raw, None),
         };
@@ -114,7 +116,11 @@ impl Normalizer {
                 // Laughter is the one emoji meaning the rules use (jokes are chatter): it becomes a word.
                 if LAUGHING.contains(&c) {
                     if !folded.ends_with(LAUGH_WORD) {
-                        let word = if last.is_none() || last == Some(' ') { LAUGH_WORD.trim_start() } else { LAUGH_WORD };
+                        let word = if last.is_none() || last == Some(' ') {
+                            LAUGH_WORD.trim_start()
+                        } else {
+                            LAUGH_WORD
+                        };
                         folded.push_str(word);
                     }
                     last = Some(' ');
@@ -135,8 +141,16 @@ impl Normalizer {
             last = Some(c);
         }
         let trimmed = folded.trim_end();
-        let simplified = if trimmed.is_ascii() { trimmed.to_owned() } else { self.t2s.convert(trimmed) };
-        Normalized { text: self.synonyms.apply(&simplified), truncated, emoji }
+        let simplified = if trimmed.is_ascii() {
+            trimmed.to_owned()
+        } else {
+            self.t2s.convert(trimmed)
+        };
+        Normalized {
+            text: self.synonyms.apply(&simplified),
+            truncated,
+            emoji,
+        }
     }
 }
 
@@ -149,8 +163,27 @@ pub fn is_punctuation(c: char) -> bool {
     c.is_ascii_punctuation()
         || matches!(
             c,
-            '，' | '。' | '、' | '；' | '：' | '？' | '！' | '…' | '—' | '～' | '“' | '”' | '‘' | '’'
-                | '「' | '」' | '【' | '】' | '《' | '》' | '·' | '•'
+            '，' | '。'
+                | '、'
+                | '；'
+                | '：'
+                | '？'
+                | '！'
+                | '…'
+                | '—'
+                | '～'
+                | '“'
+                | '”'
+                | '‘'
+                | '’'
+                | '「'
+                | '」'
+                | '【'
+                | '】'
+                | '《'
+                | '》'
+                | '·'
+                | '•'
         )
 }
 
@@ -172,7 +205,10 @@ mod tests {
 
     #[test]
     fn traditional_characters_become_simplified() {
-        assert_eq!(normalizer().normalize("運費拖了兩個月 老闆說下週給").text, "运费拖了两个月 老板说下周给");
+        assert_eq!(
+            normalizer().normalize("運費拖了兩個月 老闆說下週給").text,
+            "运费拖了两个月 老板说下周给"
+        );
     }
 
     #[test]
@@ -185,20 +221,33 @@ mod tests {
 
     #[test]
     fn repeated_punctuation_and_control_characters_collapse() {
-        assert_eq!(normalizer().normalize("救命！！！\u{0}\u{7}咋办？？？").text, "救命! 咋办?");
+        assert_eq!(
+            normalizer().normalize("救命！！！\u{0}\u{7}咋办？？？").text,
+            "救命! 咋办?"
+        );
     }
 
     #[test]
     fn synonyms_fold_typos_and_whole_word_pinyin() {
         let n = normalizer();
         assert_eq!(n.normalize("被托欠运费 lb不给").text, "被拖欠运费 老板不给");
-        assert_eq!(n.normalize("club里").text, "club里", "lb inside a longer word is not 老板");
+        assert_eq!(
+            n.normalize("club里").text,
+            "club里",
+            "lb inside a longer word is not 老板"
+        );
     }
 
     #[test]
     fn an_oversized_message_is_cut_and_says_so() {
         let n = normalizer().normalize(&"欠".repeat(MAX_CHARS + 10));
-        assert_eq!(n.truncated, Some(Truncation { original_chars: MAX_CHARS + 10, kept_chars: MAX_CHARS }));
+        assert_eq!(
+            n.truncated,
+            Some(Truncation {
+                original_chars: MAX_CHARS + 10,
+                kept_chars: MAX_CHARS
+            })
+        );
         assert_eq!(n.text.chars().count(), MAX_CHARS);
     }
 }

@@ -195,20 +195,32 @@ impl RuleSet {
 
     /// Compiles the intent files; every problem found is pushed to `errors`.
     pub fn compile(files: &[SourceFile], normalizer: &Normalizer, errors: &mut Vec<RuleError>) -> Option<RuleSet> {
-        let mut b = Builder { normalizer, words: Vec::new(), ids: HashMap::new(), errors, examples: Vec::new() };
+        let mut b = Builder {
+            normalizer,
+            words: Vec::new(),
+            ids: HashMap::new(),
+            errors,
+            examples: Vec::new(),
+        };
         let mut intents: Vec<Option<(Intent, String)>> = Category::ALL.iter().map(|_| None).collect();
         let mut decisive: HashMap<WordId, (Category, String)> = HashMap::new();
 
         // The chatter file first: its settings say what a decisive keyword is.
-        let chatter_file = files.iter().find(|f| f.stem() == CHATTER_FILE && f.name.ends_with(".toml"));
+        let chatter_file = files
+            .iter()
+            .find(|f| f.stem() == CHATTER_FILE && f.name.ends_with(".toml"));
         let chatter = chatter_file.and_then(|f| b.parse::<ChatterFile>(f).map(|def| b.chatter(f, def)));
         let threshold = chatter.as_ref().map_or(1.0, |c| c.4.threshold);
         for file in files {
             if !file.name.ends_with(".toml") || file.stem() == CHATTER_FILE {
                 continue;
             }
-            let Some(def) = b.parse::<IntentFile>(file) else { continue };
-            let Some(intent) = b.intent(file, def, threshold, &mut decisive) else { continue };
+            let Some(def) = b.parse::<IntentFile>(file) else {
+                continue;
+            };
+            let Some(intent) = b.intent(file, def, threshold, &mut decisive) else {
+                continue;
+            };
             let slot = &mut intents[intent.category as usize];
             if let Some((_, first)) = slot {
                 let message = format!("category {} is already defined in {first}", intent.category);
@@ -220,12 +232,20 @@ impl RuleSet {
 
         for (category, slot) in Category::ALL.iter().zip(&intents) {
             if slot.is_none() {
-                b.errors.push(RuleError { file: format!("intents/{category}.toml"), line: 0, message: format!("no rules for category {category}") });
+                b.errors.push(RuleError {
+                    file: format!("intents/{category}.toml"),
+                    line: 0,
+                    message: format!("no rules for category {category}"),
+                });
             }
         }
         let Some(chatter) = chatter else {
             if !files.iter().any(|f| f.stem() == CHATTER_FILE) {
-                b.errors.push(RuleError { file: format!("intents/{CHATTER_FILE}.toml"), line: 0, message: "missing: it holds the chatter patterns and the settings".into() });
+                b.errors.push(RuleError {
+                    file: format!("intents/{CHATTER_FILE}.toml"),
+                    line: 0,
+                    message: "missing: it holds the chatter patterns and the settings".into(),
+                });
             }
             return None;
         };
@@ -280,7 +300,8 @@ impl Builder<'_> {
     fn word(&mut self, file: &SourceFile, word: &Spanned<String>) -> Option<WordId> {
         let normalized = self.normalizer.normalize(word.get_ref().trim()).text;
         if normalized.is_empty() {
-            self.errors.push(file.error_at(word.span().start, format!("empty word {:?}", word.get_ref())));
+            self.errors
+                .push(file.error_at(word.span().start, format!("empty word {:?}", word.get_ref())));
             return None;
         }
         if let Some(&id) = self.ids.get(&normalized) {
@@ -301,7 +322,8 @@ impl Builder<'_> {
         for group in groups {
             let weight = *group.weight.get_ref();
             if !(weight > 0.0 && weight.is_finite()) {
-                self.errors.push(file.error_at(group.weight.span().start, format!("weight {weight} must be positive")));
+                self.errors
+                    .push(file.error_at(group.weight.span().start, format!("weight {weight} must be positive")));
             }
             for spanned in &group.words {
                 let Some(word) = self.word(file, spanned) else { continue };
@@ -310,7 +332,14 @@ impl Builder<'_> {
                     self.errors.push(file.error_at(spanned.span().start, message));
                     continue;
                 }
-                out.push((Keyword { word, weight, negatable: group.negatable }, spanned.span().start));
+                out.push((
+                    Keyword {
+                        word,
+                        weight,
+                        negatable: group.negatable,
+                    },
+                    spanned.span().start,
+                ));
             }
         }
         out
@@ -319,17 +348,25 @@ impl Builder<'_> {
     fn pattern(&mut self, file: &SourceFile, def: &PatternDef, in_chatter: bool) -> Pattern {
         let at = def.name.span().start;
         if def.any.is_empty() && def.all.is_empty() {
-            self.errors.push(file.error_at(at, format!("pattern {:?} needs `any` or `all` words", def.name.get_ref())));
+            self.errors.push(file.error_at(
+                at,
+                format!("pattern {:?} needs `any` or `all` words", def.name.get_ref()),
+            ));
         }
         if def.all.iter().any(Vec::is_empty) {
-            self.errors.push(file.error_at(at, format!("pattern {:?} has an empty group in `all`", def.name.get_ref())));
+            self.errors.push(file.error_at(
+                at,
+                format!("pattern {:?} has an empty group in `all`", def.name.get_ref()),
+            ));
         }
         if def.help_cancels.is_some() && !in_chatter {
-            self.errors.push(file.error_at(at, "`help_cancels` belongs to chatter patterns only"));
+            self.errors
+                .push(file.error_at(at, "`help_cancels` belongs to chatter patterns only"));
         }
         let weight = *def.weight.get_ref();
         if !(weight > 0.0 && weight.is_finite()) {
-            self.errors.push(file.error_at(def.weight.span().start, format!("weight {weight} must be positive")));
+            self.errors
+                .push(file.error_at(def.weight.span().start, format!("weight {weight} must be positive")));
         }
         Pattern {
             name: def.name.get_ref().clone(),
@@ -344,21 +381,35 @@ impl Builder<'_> {
 
     fn examples(&mut self, file: &SourceFile, def: &ExamplesDef, label: Label) {
         if def.matches.is_empty() || def.no_match.is_empty() {
-            self.errors.push(file.error(0, "needs examples that must match and examples that must not"));
+            self.errors
+                .push(file.error(0, "needs examples that must match and examples that must not"));
         }
         for (list, should_match) in [(&def.matches, true), (&def.no_match, false)] {
             for text in list {
                 let line = file.error_at(text.span().start, "").line;
-                self.examples.push(Example { file: file.name.clone(), line, text: text.get_ref().clone(), expect: label, should_match });
+                self.examples.push(Example {
+                    file: file.name.clone(),
+                    line,
+                    text: text.get_ref().clone(),
+                    expect: label,
+                    should_match,
+                });
             }
         }
     }
 
-    fn intent(&mut self, file: &SourceFile, def: IntentFile, threshold: f32, decisive: &mut HashMap<WordId, (Category, String)>) -> Option<Intent> {
+    fn intent(
+        &mut self,
+        file: &SourceFile,
+        def: IntentFile,
+        threshold: f32,
+        decisive: &mut HashMap<WordId, (Category, String)>,
+    ) -> Option<Intent> {
         let category: Category = match def.category.get_ref().parse() {
             Ok(c) => c,
             Err(e) => {
-                self.errors.push(file.error_at(def.category.span().start, e.to_string()));
+                self.errors
+                    .push(file.error_at(def.category.span().start, e.to_string()));
                 return None;
             }
         };
@@ -367,7 +418,8 @@ impl Builder<'_> {
             self.errors.push(file.error_at(def.category.span().start, message));
         }
         if def.ack.trim().is_empty() {
-            self.errors.push(file.error(0, "`ack` (the driver's acknowledgement) is empty"));
+            self.errors
+                .push(file.error(0, "`ack` (the driver's acknowledgement) is empty"));
         }
         // A keyword that alone decides the label must decide it for one category only.
         let mut keywords = self.keywords(file, &def.keywords);
@@ -403,7 +455,10 @@ impl Builder<'_> {
             urgent: def
                 .urgent
                 .iter()
-                .map(|u| Urgent { priority: u.priority, words: self.word_list(file, &u.words) })
+                .map(|u| Urgent {
+                    priority: u.priority,
+                    words: self.word_list(file, &u.words),
+                })
                 .collect(),
         };
         self.examples(file, &def.examples, Label::Appeal(category));

@@ -26,7 +26,11 @@ impl SourceFile {
     }
 
     pub fn error(&self, line: usize, message: impl Into<String>) -> RuleError {
-        RuleError { file: self.name.clone(), line, message: message.into() }
+        RuleError {
+            file: self.name.clone(),
+            line,
+            message: message.into(),
+        }
     }
 
     /// The error for a position in the file, given as a byte offset.
@@ -88,7 +92,13 @@ impl Sources {
 
     /// The rules in `dir`, falling back to the built-in copy of a part the directory lacks.
     pub fn from_dir(dir: &Path) -> Result<Sources, RuleErrors> {
-        let fail = |message: String| RuleErrors(vec![RuleError { file: dir.display().to_string(), line: 0, message }]);
+        let fail = |message: String| {
+            RuleErrors(vec![RuleError {
+                file: dir.display().to_string(),
+                line: 0,
+                message,
+            }])
+        };
         if !dir.is_dir() {
             return Err(fail("is not a directory".into()));
         }
@@ -99,7 +109,11 @@ impl Sources {
             return Err(fail("has neither an intents/ nor a dictionaries/ folder".into()));
         }
         Ok(Sources {
-            intents: if intents.is_dir() { read_files(&intents, "intents")? } else { builtin.intents },
+            intents: if intents.is_dir() {
+                read_files(&intents, "intents")?
+            } else {
+                builtin.intents
+            },
             dictionaries: if dictionaries.is_dir() {
                 read_files(&dictionaries, "dictionaries")?
             } else {
@@ -114,7 +128,10 @@ fn builtin_files(dir: &Dir<'_>, folder: &str) -> Vec<SourceFile> {
         .files()
         .filter_map(|f| {
             let text = f.contents_utf8()?.to_owned();
-            Some(SourceFile { name: format!("{folder}/{}", f.path().display()), text })
+            Some(SourceFile {
+                name: format!("{folder}/{}", f.path().display()),
+                text,
+            })
         })
         .collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -125,19 +142,33 @@ fn read_files(dir: &Path, folder: &str) -> Result<Vec<SourceFile>, RuleErrors> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        RuleErrors(vec![RuleError { file: dir.display().to_string(), line: 0, message: format!("cannot list: {e}") }])
+        RuleErrors(vec![RuleError {
+            file: dir.display().to_string(),
+            line: 0,
+            message: format!("cannot list: {e}"),
+        }])
     })?;
     for entry in entries.flatten() {
         let path = entry.path();
-        let Some(base) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         if !path.is_file() || base.starts_with('.') {
             continue;
         }
         let name = format!("{folder}/{base}");
         match std::fs::read(&path).map(String::from_utf8) {
             Ok(Ok(text)) => files.push(SourceFile { name, text }),
-            Ok(Err(_)) => errors.push(RuleError { file: name, line: 0, message: "is not valid UTF-8".into() }),
-            Err(e) => errors.push(RuleError { file: name, line: 0, message: format!("cannot read: {e}") }),
+            Ok(Err(_)) => errors.push(RuleError {
+                file: name,
+                line: 0,
+                message: "is not valid UTF-8".into(),
+            }),
+            Err(e) => errors.push(RuleError {
+                file: name,
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }),
         }
     }
     if !errors.is_empty() {

@@ -66,9 +66,7 @@ impl Category {
     pub fn default_priority(self) -> Priority {
         match self {
             Category::Accident | Category::Safety | Category::Crisis => Priority::P1,
-            Category::RestStop | Category::Health | Category::Membership | Category::Other => {
-                Priority::P3
-            }
+            Category::RestStop | Category::Health | Category::Membership | Category::Other => Priority::P3,
             _ => Priority::P2,
         }
     }

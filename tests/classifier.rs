@@ -1,0 +1,509 @@
+//! The classifier as a library: the built-in rules and the corpus, the taxonomy's hard cases, entities,
+//! hostile input, and rules loaded from a directory.
+//!
+//! The hard-case messages are written here, not copied from the corpus, so they test generalization.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use proptest::prelude::*;
+use suqiu::classify::{Category, Classification, Classifier, Entity, Label, Sources, MAX_CHARS};
+use suqiu::eval::evaluate;
+
+use common::{corpus, RulesDir};
+
+/// Building a classifier takes ~100 ms: every test shares one.
+static CLASSIFIER: LazyLock<Classifier> = LazyLock::new(|| {
+    Classifier::builtin().unwrap_or_else(|errors| panic!("the built-in rules do not load:\n{errors}"))
+});
+
+fn classify(text: &str) -> Classification {
+    CLASSIFIER.classify(text)
+}
+
+/// Asserts that every message gets `expected`, listing every one that does not with its evidence.
+fn assert_all_labelled(expected: Label, messages: &[&str]) {
+    let wrong: Vec<String> = messages
+        .iter()
+        .map(|&text| (text, classify(text)))
+        .filter(|(_, c)| c.label != expected)
+        .map(|(text, c)| {
+            format!(
+                "{text}\n  got {} (score {}), evidence {:?}",
+                c.label, c.score, c.evidence
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "expected {expected} for:\n{}", wrong.join("\n"));
+}
+
+const fn appeal(category: Category) -> Label {
+    Label::Appeal(category)
+}
+
+// ---- the built-in rules and the corpus ----
+
+#[test]
+fn builtin_rules_load_and_every_rule_file_example_passes() {
+    let failures = CLASSIFIER.check_examples();
+
+    let listed: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    assert!(
+        failures.is_empty(),
+        "{} rule-file examples fail:\n{}",
+        failures.len(),
+        listed.join("\n")
+    );
+}
+
+#[test]
+fn corpus_has_at_least_600_messages_and_every_label() {
+    let messages = corpus();
+
+    let labels: BTreeSet<Label> = messages.iter().map(|m| m.label).collect();
+    let missing: Vec<Label> = Label::all().filter(|l| !labels.contains(l)).collect();
+    assert!(messages.len() >= 600, "the corpus has only {} messages", messages.len());
+    assert!(missing.is_empty(), "the corpus has no message labelled {missing:?}");
+    assert_eq!(Label::all().count(), 14, "the taxonomy has 13 categories and none");
+}
+
+#[test]
+fn corpus_macro_f1_is_at_least_0_95() {
+    let messages = corpus();
+
+    let report = evaluate(&CLASSIFIER, &messages);
+
+    assert!(
+        report.messages >= 600,
+        "the corpus has only {} messages",
+        report.messages
+    );
+    let misses: Vec<String> = report
+        .misses
+        .iter()
+        .map(|m| format!("  {:<16} -> {:<16} {}", m.expected, m.got, m.text))
+        .collect();
+    assert!(
+        report.macro_f1 >= 0.95,
+        "macro-F1 {:.3} is below 0.95\n{report}\nmisses ({}):\n{}",
+        report.macro_f1,
+        misses.len(),
+        misses.join("\n")
+    );
+}
+
+// ---- hard cases from the taxonomy ----
+
+#[test]
+fn ads_load_offers_and_road_reports_with_appeal_words_are_chatter() {
+    assert_all_labelled(
+        Label::None,
+        &[
+            "专业追讨运费工资欠款，不成功不收费，加微信详谈",
+            "有货去太原，运费到付，九米六高栏，电话联系",
+            "G5往北京方向前方有事故，堵了三公里，大家绕行",
+            "代办各类罚款消分，价格公道，有意者私聊",
+        ],
+    );
+}
+
+#[test]
+fn negation_and_reassurance_are_chatter() {
+    assert_all_labelled(
+        Label::None,
+        &[
+            "没出事，车没事，人也好好的，大家放心",
+            "刚才是虚惊一场，没有受伤，大家别担心",
+            "运费已经结清了，谢谢大家关心",
+        ],
+    );
+}
+
+#[test]
+fn an_injury_reported_by_someone_else_is_an_accident() {
+    assert_all_labelled(
+        appeal(Category::Accident),
+        &[
+            "我表哥在高速上被大车撞了，现在人在医院抢救",
+            "听老乡说他弟弟卸货的时候从车上摔下来了，腿断了",
+            "我们车队一个师傅昨晚在服务区被撞了，人送医院了",
+        ],
+    );
+}
+
+#[test]
+fn several_matters_take_the_most_urgent_label_and_keep_the_others_as_secondary() {
+    let cases = [
+        (
+            "车在高速上追尾了，司机受伤了，另外老板还欠我三个月运费没给",
+            Category::Accident,
+            Category::FreightArrears,
+        ),
+        (
+            "昨晚在服务区被人偷油了，老板还拖欠运费两个月",
+            Category::Safety,
+            Category::FreightArrears,
+        ),
+        (
+            "老板欠了半年工资不给，我真的不想活了",
+            Category::Crisis,
+            Category::FreightArrears,
+        ),
+        (
+            "货拉拉把我号封了，昨天在高速上还被追尾了，腿受伤了",
+            Category::Accident,
+            Category::Platform,
+        ),
+    ];
+
+    for (text, label, secondary) in cases {
+        let c = classify(text);
+
+        assert_eq!(c.label, appeal(label), "{text}: {c:?}");
+        assert!(
+            c.secondary.contains(&secondary),
+            "{text}: {secondary} is not secondary in {c:?}"
+        );
+    }
+}
+
+#[test]
+fn traditional_characters_and_pinyin_initials_still_classify() {
+    let cases = [
+        ("運費拖了兩個月 老闆說下週給 怎麼辦", Category::FreightArrears),
+        ("車翻了 人卡在裡面 快來人", Category::Accident),
+        ("lb欠我运费三个月不给，咋办", Category::FreightArrears),
+        ("lb跑路了 工资一分没给", Category::FreightArrears),
+    ];
+
+    for (text, category) in cases {
+        let explanation = CLASSIFIER.explain(text);
+
+        assert_eq!(
+            explanation.classification.label,
+            appeal(category),
+            "{text}: {explanation:?}"
+        );
+    }
+    assert!(
+        CLASSIFIER.explain("lb跑路了").normalized.contains("老板"),
+        "lb is read as 老板"
+    );
+}
+
+#[test]
+fn evidence_names_the_rules_that_fired_and_the_words_that_made_them_fire() {
+    let accident = classify("我表哥在高速上被大车撞了，现在人在医院抢救");
+    let ad = classify("专业追讨运费工资欠款，不成功不收费，加微信详谈");
+
+    let accident_rules: Vec<&str> = accident.evidence.iter().map(|e| e.rule.as_str()).collect();
+    assert!(accident_rules.iter().all(|r| !r.is_empty()), "{accident_rules:?}");
+    assert!(
+        accident_rules.iter().any(|r| r.starts_with("accident/")),
+        "{accident_rules:?}"
+    );
+    assert!(
+        accident
+            .evidence
+            .iter()
+            .any(|e| e.weight > 0.0 && e.words.iter().any(|w| w.contains('撞'))),
+        "the collision word is evidence: {:?}",
+        accident.evidence
+    );
+    let ad_rule = ad.evidence.iter().find(|e| e.rule == "chatter:ad");
+    assert!(
+        ad_rule.is_some_and(|e| e.weight < 0.0),
+        "the ad pattern counts against: {:?}",
+        ad.evidence
+    );
+}
+
+// ---- entities a responder relies on ----
+
+fn entities(text: &str) -> Vec<Entity> {
+    classify(text).entities
+}
+
+fn plates(text: &str) -> Vec<String> {
+    let plate = |e: Entity| match e {
+        Entity::Plate { plate, .. } => Some(plate),
+        _ => None,
+    };
+    entities(text).into_iter().filter_map(plate).collect()
+}
+
+#[test]
+fn plates_are_written_in_one_form_whatever_the_separator() {
+    assert_eq!(plates("晋A·3F521在G5追尾了"), ["晋A·3F521"]);
+    assert_eq!(plates("冀B7K211被扣了"), ["冀B·7K211"]);
+    assert_eq!(plates("车牌冀b 7k211 在路边"), ["冀B·7K211"]);
+}
+
+#[test]
+fn phone_numbers_with_spaces_become_bare_digits() {
+    let found = entities("我电话136 0000 2817 快来");
+
+    assert!(
+        found
+            .iter()
+            .any(|e| matches!(e, Entity::Phone { number, .. } if number == "13600002817")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn amounts_in_digits_and_chinese_numerals_become_yuan() {
+    let cases = [
+        ("欠我3800块运费", 3800, false),
+        ("老板欠了我八千多", 8000, true),
+        ("罚了1.2万", 12_000, false),
+        ("工资两万六没给", 26_000, false),
+    ];
+
+    for (text, yuan, approximate) in cases {
+        let found = entities(text);
+
+        let expected =
+            |e: &Entity| matches!(e, Entity::Amount { yuan: y, approximate: a, .. } if *y == yuan && *a == approximate);
+        assert!(
+            found.iter().any(expected),
+            "{text}: want {yuan} (approximate {approximate}), got {found:?}"
+        );
+    }
+    let weights_and_distances = entities("拉了32吨货，跑了500公里");
+    assert!(
+        !weights_and_distances.iter().any(|e| matches!(e, Entity::Amount { .. })),
+        "tonnes and kilometres are not money: {weights_and_distances:?}"
+    );
+}
+
+#[test]
+fn highway_codes_and_names_are_recognized() {
+    let highway = |text: &str| Entity::Highway { text: text.to_owned() };
+
+    assert!(entities("晋A·3F521在G5追尾了").contains(&highway("G5")));
+    assert!(entities("京昆高速上堵车").contains(&highway("京昆高速")));
+}
+
+#[test]
+fn freight_platforms_are_named() {
+    let platform = |text: &str| Entity::Platform { text: text.to_owned() };
+
+    assert!(entities("满帮封了我的号").contains(&platform("满帮")));
+    assert!(entities("货拉拉扣我钱").contains(&platform("货拉拉")));
+}
+
+// ---- hostile input ----
+
+#[test]
+fn empty_and_whitespace_only_messages_are_chatter() {
+    for text in ["", " ", "   \t\n\r  ", "\u{3000}\u{3000}"] {
+        let c = classify(text);
+
+        assert_eq!(c.label, Label::None, "{text:?}");
+        assert_eq!(c.priority, None, "{text:?}");
+    }
+}
+
+#[test]
+fn emoji_only_messages_are_chatter() {
+    for text in ["🔥😭👍", "👍🏻👍🏻👍🏻", "👨‍👩‍👧‍👦", "🇨🇳🚚💨"] {
+        assert_eq!(classify(text).label, Label::None, "{text:?}");
+    }
+}
+
+#[test]
+fn a_one_megabyte_message_is_classified_on_its_first_max_chars() {
+    let appeal_first = "老板拖欠运费三个月了，怎么办。";
+    let filler = "路上车多，".repeat((1 << 20) / "路上车多，".len());
+    let text = format!("{appeal_first}{filler}");
+    let chars = text.chars().count();
+
+    let c = classify(&text);
+
+    let truncated = c.truncated.expect("a 1 MB message is truncated");
+    assert_eq!((truncated.original_chars, truncated.kept_chars), (chars, MAX_CHARS));
+    let prefix: String = text.chars().take(MAX_CHARS).collect();
+    assert_eq!(
+        c.label,
+        classify(&prefix).label,
+        "the label is the label of the kept part"
+    );
+    assert_eq!(c.label, appeal(Category::FreightArrears));
+}
+
+#[test]
+fn control_characters_are_treated_as_spaces() {
+    let c = classify("\u{1}\u{7}车坏了\u{1b}[31m走不了\u{7f}\u{0}");
+
+    assert_eq!(c.label, appeal(Category::Breakdown), "{c:?}");
+    assert_eq!(classify("\u{0}\u{1}\u{2}\u{7f}\u{9f}").label, Label::None);
+}
+
+#[test]
+fn mixed_scripts_classify_on_the_chinese_they_contain() {
+    assert_eq!(classify("hello привет مرحبا 你好 司机师傅").label, Label::None);
+    assert_eq!(
+        classify("carrying 货物 по дороге 欠运费").label,
+        appeal(Category::FreightArrears)
+    );
+    assert_eq!(classify("Ελληνικά עברית हिन्दी ไทย 한국어 日本語").label, Label::None);
+}
+
+// ---- properties over arbitrary input ----
+
+/// What must hold of any classification, whatever the message.
+fn assert_consistent(text: &str, c: &Classification) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        c.priority.is_some(),
+        c.label != Label::None,
+        "priority iff appeal: {:?}",
+        c
+    );
+    if let Some(category) = c.label.category() {
+        prop_assert!(!c.secondary.contains(&category), "the label is not secondary: {:?}", c);
+    }
+    prop_assert!(c.score.is_finite(), "score {}", c.score);
+    let chars = text.chars().count();
+    prop_assert_eq!(
+        c.truncated.is_some(),
+        chars > MAX_CHARS,
+        "{} chars: {:?}",
+        chars,
+        c.truncated
+    );
+    Ok(())
+}
+
+fn config(cases: u32) -> ProptestConfig {
+    // No regression files: this crate's tests/ folder is for tests, and failures print their input.
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn arbitrary_strings_never_panic_and_classify_consistently(text in any::<String>()) {
+        let c = CLASSIFIER.classify(&text);
+        assert_consistent(&text, &c)?;
+    }
+
+    #[test]
+    fn chinese_heavy_strings_never_panic_and_classify_consistently(
+        text in "[\\u4e00-\\u9fff，。！？ a-z0-9🔥😭]{0,300}"
+    ) {
+        let c = CLASSIFIER.classify(&text);
+        assert_consistent(&text, &c)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    #[test]
+    fn messages_near_max_chars_are_truncated_exactly_when_longer(
+        text in "[\\u4e00-\\u9fff欠运费撞了 ，a1🔥]{4090,4100}"
+    ) {
+        let c = CLASSIFIER.classify(&text);
+        assert_consistent(&text, &c)?;
+    }
+}
+
+// ---- rules from a directory ----
+
+#[test]
+fn a_keyword_added_in_a_rules_dir_changes_the_label() {
+    let rules = RulesDir::copy_of_intents("override");
+    rules.append("other.toml", "\n[[keywords]]\nweight = 1.1\nwords = [\"落户积分\"]\n");
+    let message = "想问问孩子落户积分的事";
+
+    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
+    let edited = Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("edited rules do not load:\n{e}"));
+
+    assert_eq!(edited.classify(message).label, appeal(Category::Other));
+    assert_eq!(
+        classify(message).label,
+        Label::None,
+        "the built-in rules do not know the word"
+    );
+}
+
+/// Loads a rules dir that must fail and returns its errors as `file:line: message` lines.
+fn load_errors(rules: &RulesDir) -> Vec<String> {
+    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
+    match Classifier::from_sources(&sources) {
+        Ok(_) => panic!("the broken rules in {} loaded", rules.path().display()),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn an_unknown_field_is_named_with_its_file_and_line() {
+    let rules = RulesDir::copy_of_intents("unknown-field");
+    let line = rules.edit_line("health.toml", "weight = ", |l| l.replacen("weight", "wieght", 1));
+
+    let errors = load_errors(&rules);
+
+    let place = format!("intents/health.toml:{line}: ");
+    assert!(
+        errors.iter().any(|e| e.starts_with(&place) && e.contains("wieght")),
+        "want {place}…: {errors:#?}"
+    );
+}
+
+#[test]
+fn an_unknown_category_is_named_with_its_file_and_line() {
+    let rules = RulesDir::copy_of_intents("unknown-category");
+    let line = rules.edit_line("accident.toml", "category = ", |_| "category = \"accidnet\"".into());
+
+    let errors = load_errors(&rules);
+
+    let place = format!("intents/accident.toml:{line}: ");
+    assert!(
+        errors.iter().any(|e| e.starts_with(&place) && e.contains("accidnet")),
+        "want {place}…: {errors:#?}"
+    );
+}
+
+#[test]
+fn a_decisive_keyword_in_two_categories_is_a_conflict_naming_both_places() {
+    let rules = RulesDir::copy_of_intents("conflict");
+    let group = "\n[[keywords]]\nweight = 1.1\nwords = [\"落户积分\"]\n";
+    // The word sits three lines into the appended group; files are compiled in name order.
+    let first = rules.append("health.toml", group) + 3;
+    let second = rules.append("other.toml", group) + 3;
+
+    let errors = load_errors(&rules);
+
+    let place = format!("intents/other.toml:{second}: ");
+    let earlier = format!("intents/health.toml:{first}");
+    let conflict = errors.iter().find(|e| e.starts_with(&place) && e.contains("落户积分"));
+    assert!(
+        conflict.is_some_and(|e| e.contains(&earlier)),
+        "want {place}… naming {earlier}: {errors:#?}"
+    );
+}
+
+#[test]
+fn a_failing_example_is_reported_with_its_file_and_line() {
+    let rules = RulesDir::copy_of_intents("failing-example");
+    let match_line = rules.edit_line("other.toml", "match = [", |l| {
+        let rest = &l["match = [".len()..];
+        format!("match = [\n  \"今天天气不错 大家出车注意安全\",{rest}")
+    });
+    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
+    let classifier = Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("edited rules do not load:\n{e}"));
+
+    let failures = classifier.check_examples();
+
+    let failure = failures.iter().find(|f| f.message.contains("今天天气不错"));
+    let place = failure.map(|f| (f.file.as_str(), f.line));
+    assert_eq!(place, Some(("intents/other.toml", match_line + 1)), "{failures:#?}");
+}

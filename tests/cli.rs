@@ -1,0 +1,191 @@
+//! The `suqiu` binary as a user runs it: from a scratch working directory, to show that nothing depends on
+//! being started inside the repository.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use common::{RulesDir, ScratchDir};
+
+/// `suqiu ARGS…` run in `dir`, with `stdin` piped in; the environment cannot point it at other rules.
+fn suqiu_in(dir: &ScratchDir, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_suqiu"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("SUQIU_RULES")
+        .env_remove("SUQIU_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to start suqiu");
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    // Write from a thread: a large input would otherwise deadlock against a full stdout pipe.
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || pipe.write_all(&input));
+    let output = child.wait_with_output().expect("failed to wait for suqiu");
+    writer
+        .join()
+        .expect("stdin writer")
+        .expect("failed to write suqiu's stdin");
+    output
+}
+
+fn suqiu(args: &[&str]) -> Output {
+    suqiu_in(&ScratchDir::new("cli"), args, b"")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+// ---- classify ----
+
+#[test]
+fn classify_text_prints_the_label_and_the_tokens() {
+    let output = suqiu(&["classify", "车在高速上追尾了 司机受伤了 快来人"]);
+
+    let text = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("label").contains("accident"), "{text}");
+    assert!(line("tokens").contains("追尾"), "{text}");
+}
+
+#[test]
+fn classify_json_has_label_priority_score_evidence_and_entities() {
+    let output = suqiu(&["classify", "晋A·3F521在G5追尾了 司机受伤了", "--json"]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: Value = serde_json::from_slice(&output.stdout).expect("classify --json prints JSON");
+    assert_eq!(json["label"], "accident");
+    assert_eq!(json["priority"], "P1");
+    assert!(json["score"].as_f64().is_some_and(|s| s >= 1.0), "{json}");
+    assert!(json["evidence"].as_array().is_some_and(|e| !e.is_empty()), "{json}");
+    let kinds: Vec<&str> = json["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"plate") && kinds.contains(&"highway"), "{json}");
+}
+
+#[test]
+fn classify_stdin_answers_every_line_in_order_even_the_unreadable_ones() {
+    let mut input = Vec::new();
+    input.extend_from_slice("{\"id\": \"msg-1\", \"text\": \"老板拖欠运费三个月了 怎么办\"}\n".as_bytes());
+    input.extend_from_slice("车翻了 人卡在里面 快来人\n".as_bytes());
+    input.extend_from_slice(b"{\"id\": 3, \"body\": \"no text field\"}\n");
+    input.extend_from_slice(b"{\"text\": \"unterminated\n");
+    input.extend_from_slice(b"\xff\xfe invalid \xc3\x28 utf-8\n");
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice("欠运费".repeat((1 << 20) / 9).as_bytes());
+    input.push(b'\n');
+
+    let output = suqiu_in(&ScratchDir::new("stdin"), &["classify", "--stdin"], &input);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let results: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(results.len(), 7, "one result per input line");
+    let numbers: Vec<u64> = results.iter().filter_map(|r| r["line"].as_u64()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7]);
+    let errors: Vec<bool> = results.iter().map(|r| r.get("error").is_some()).collect();
+    assert_eq!(errors, [false, false, true, true, true, false, false]);
+    assert_eq!(results[0]["id"], "msg-1");
+    assert_eq!(results[0]["label"], "freight_arrears");
+    assert_eq!(results[1]["label"], "accident");
+    assert_eq!(results[5]["label"], "none", "an empty line is chatter");
+    assert_eq!(
+        results[6]["truncated"]["kept_chars"], 4096,
+        "{}",
+        results[6]["truncated"]
+    );
+}
+
+// ---- eval ----
+
+const LABELLED: &str = r#"{"text": "车在高速上追尾了 司机受伤了 快来人", "label": "accident"}
+{"text": "老板拖欠运费三个月了 怎么办", "label": "freight_arrears"}
+{"text": "早上好各位师傅 出车注意安全", "label": "none"}
+{"text": "晚安 明天四点起来装车", "label": "crisis", "note": "deliberately mislabelled"}
+"#;
+
+#[test]
+fn eval_prints_macro_f1_and_json_on_request() {
+    let dir = ScratchDir::new("eval");
+    dir.write("labelled.jsonl", LABELLED);
+
+    let text = suqiu_in(&dir, &["eval", "labelled.jsonl"], b"");
+    let json = suqiu_in(&dir, &["eval", "labelled.jsonl", "--json"], b"");
+
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stdout(&text).contains("macro-F1"), "{}", stdout(&text));
+    let report: Value = serde_json::from_slice(&json.stdout).expect("eval --json prints JSON");
+    assert_eq!(report["messages"], 4);
+    assert!(report["macro_f1"].as_f64().is_some_and(|f| f < 1.0), "{report}");
+}
+
+#[test]
+fn eval_below_the_required_macro_f1_fails_and_says_why() {
+    let dir = ScratchDir::new("eval-min");
+    dir.write("labelled.jsonl", LABELLED);
+
+    let output = suqiu_in(&dir, &["eval", "labelled.jsonl", "--min-macro-f1", "0.99"], b"");
+
+    assert!(!output.status.success(), "a mislabelled file cannot reach 0.99");
+    assert!(stderr(&output).contains("below the required"), "{}", stderr(&output));
+}
+
+#[test]
+fn eval_names_the_line_with_an_unknown_label() {
+    let dir = ScratchDir::new("eval-bad");
+    dir.write(
+        "labelled.jsonl",
+        "{\"text\": \"你好\", \"label\": \"none\"}\n{\"text\": \"车坏了\", \"label\": \"brekdown\"}\n",
+    );
+
+    let output = suqiu_in(&dir, &["eval", "labelled.jsonl"], b"");
+
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("line 2") && err.contains("brekdown"), "{err}");
+}
+
+// ---- check ----
+
+#[test]
+fn check_accepts_the_builtin_rules() {
+    let output = suqiu(&["check"]);
+
+    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("ok"), "{}", stdout(&output));
+}
+
+#[test]
+fn check_with_a_broken_rules_dir_fails_and_names_the_file_and_line() {
+    let rules = RulesDir::copy_of_intents("cli-broken");
+    let line = rules.edit_line("health.toml", "weight = ", |l| l.replacen("weight", "wieght", 1));
+    let dir = rules.path().to_str().expect("temp paths are UTF-8");
+
+    let output = suqiu(&["--rules", dir, "check"]);
+
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&format!("intents/health.toml:{line}:")), "{err}");
+}
