@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 
 use chinese_number::{ChineseCountMethod, ChineseToNumber};
 use regex::Regex;
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use super::matcher::Token;
@@ -105,13 +106,15 @@ const MONEY_CONTEXT: &[&str] = &[
 pub fn extract(
     text: &str,
     tokens: &[Token<'_>],
-    platforms: &HashSet<String>,
-    highways: &HashSet<String>,
+    platforms: &FxHashSet<String>,
+    highways: &FxHashSet<String>,
 ) -> Vec<Entity> {
     let mut found: Vec<(usize, Entity)> = Vec::new();
+    // Plates, phones, highway codes and amounts in digits all need a digit; most messages have none.
+    let has_digit = text.bytes().any(|b| b.is_ascii_digit());
     let mut taken: Vec<(usize, usize)> = Vec::new();
 
-    for c in PLATE.captures_iter(text) {
+    for c in PLATE.captures_iter(if has_digit { text } else { "" }) {
         let m = c.get(0).expect("whole match");
         let rest = &c[3];
         if !rest.bytes().any(|b| b.is_ascii_digit()) || alnum_at(text, m.end()) {
@@ -127,7 +130,7 @@ pub fn extract(
             },
         ));
     }
-    for m in PHONE.find_iter(text) {
+    for m in PHONE.find_iter(if has_digit { text } else { "" }) {
         if digit_before(text, m.start()) || digit_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
@@ -141,7 +144,7 @@ pub fn extract(
             },
         ));
     }
-    for m in HIGHWAY.find_iter(text) {
+    for m in HIGHWAY.find_iter(if has_digit { text } else { "" }) {
         if alnum_before(text, m.start()) || alnum_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
@@ -153,7 +156,7 @@ pub fn extract(
             },
         ));
     }
-    for c in ARABIC_AMOUNT.captures_iter(text) {
+    for c in ARABIC_AMOUNT.captures_iter(if has_digit { text } else { "" }) {
         let m = c.get(0).expect("whole match");
         if alnum_before(text, m.start()) || overlaps(&taken, m.start(), m.end()) {
             continue;
@@ -180,7 +183,9 @@ pub fn extract(
             },
         ));
     }
-    for m in CHINESE_AMOUNT.find_iter(text) {
+    // Spoken amounts need a magnitude or a currency word.
+    let has_amount_word = text.contains(['百', '千', '万', '块', '元']);
+    for m in CHINESE_AMOUNT.find_iter(if has_amount_word { text } else { "" }) {
         if overlaps(&taken, m.start(), m.end()) {
             continue;
         }

@@ -8,6 +8,8 @@
 
 use std::collections::HashSet;
 
+use rustc_hash::FxHashSet;
+
 use jieba_rs::Jieba;
 
 use super::normalize::Synonyms;
@@ -16,16 +18,16 @@ use super::source::{RuleError, SourceFile};
 pub struct Lexicon {
     pub jieba: Jieba,
     pub synonyms: Synonyms,
-    pub stopwords: HashSet<String>,
-    pub platforms: HashSet<String>,
-    pub highways: HashSet<String>,
+    pub stopwords: FxHashSet<String>,
+    pub platforms: FxHashSet<String>,
+    pub highways: FxHashSet<String>,
 }
 
 #[derive(Default)]
 struct Parts {
     words: Vec<(String, Option<usize>, Option<String>)>,
     synonyms: Vec<(String, String)>,
-    stopwords: HashSet<String>,
+    stopwords: FxHashSet<String>,
 }
 
 impl Lexicon {
@@ -46,8 +48,8 @@ impl Lexicon {
         check_synonyms(&parts.synonyms, errors);
 
         let mut jieba = Jieba::new();
-        let mut platforms = HashSet::new();
-        let mut highways = HashSet::new();
+        let mut platforms = FxHashSet::default();
+        let mut highways = FxHashSet::default();
         for (word, freq, tag) in &parts.words {
             jieba.add_word(word, *freq, tag.as_deref());
             match tag.as_deref() {

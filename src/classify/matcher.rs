@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::normalize::is_punctuation;
-use super::rules::{Keyword, Pattern, RuleSet, WordId};
+use super::rules::{Intent, Keyword, Pattern, Posting, RuleSet, WordId};
 use super::taxonomy::{Category, Priority};
 
 /// One segment of the normalized text.
@@ -48,7 +48,6 @@ pub struct CategoryScore {
     /// Whether a keyword that decides on its own, or a phrase rule, fired: weak words alone are not enough
     /// to put an urgent category ahead of the strongest one.
     pub decisive: bool,
-    pub evidence: Vec<Evidence>,
 }
 
 pub struct Scores {
@@ -58,10 +57,21 @@ pub struct Scores {
     pub shared: Vec<Evidence>,
 }
 
+/// What one category's rules make of the message, before the chatter penalty.
+struct Judgement {
+    score: f32,
+    decisive: bool,
+}
+
 pub struct Matcher<'r, 't> {
     rules: &'r RuleSet,
     tokens: &'t [Token<'t>],
     hits: Vec<Hit>,
+    /// The rules that use a word found in the message, sorted: only they can fire.
+    candidates: Vec<Posting>,
+    /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
+    help: f32,
+    penalty: f32,
 }
 
 impl<'r, 't> Matcher<'r, 't> {
@@ -84,7 +94,11 @@ impl<'r, 't> Matcher<'r, 't> {
         }
         hits.sort_unstable();
         hits.dedup();
-        Matcher { rules, tokens, hits }
+        let mut candidates: Vec<Posting> =
+            hits.chunk_by(|a, b| a.word == b.word).flat_map(|h| rules.postings[h[0].word as usize].iter().copied()).collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        Matcher { rules, tokens, hits, candidates, help: 0.0, penalty: 0.0 }
     }
 
     fn of(&self, word: WordId) -> &[Hit] {
@@ -125,7 +139,7 @@ impl<'r, 't> Matcher<'r, 't> {
     }
 
     /// The keywords found, strongest first, and those found only under negation.
-    fn keywords(&self, keywords: &[Keyword]) -> (Vec<(f32, WordId)>, Vec<WordId>) {
+    fn keywords<'k>(&self, keywords: impl Iterator<Item = &'k Keyword>) -> (Vec<(f32, WordId)>, Vec<WordId>) {
         let mut found = Vec::new();
         let mut negated = Vec::new();
         for k in keywords {
@@ -187,7 +201,7 @@ impl<'r, 't> Matcher<'r, 't> {
         Some(words)
     }
 
-    fn evidence(&self, rule: String, words: &[WordId], weight: f32) -> Evidence {
+    fn evidence_of(&self, rule: String, words: &[WordId], weight: f32) -> Evidence {
         Evidence {
             rule,
             words: words.iter().map(|&w| self.text(w)).collect(),
@@ -195,84 +209,137 @@ impl<'r, 't> Matcher<'r, 't> {
         }
     }
 
-    pub fn score(&self) -> Scores {
+    /// The candidates of one kind, as indices, in order.
+    fn candidates<'s, T>(&'s self, pick: impl Fn(&Posting) -> Option<T> + 's) -> impl Iterator<Item = T> + 's {
+        self.candidates.iter().filter_map(pick)
+    }
+
+    /// Scores every category with evidence. Evidence itself is only built for the categories shown, by
+    /// [`Matcher::evidence`]: most of the work of a message is not spent on text nobody reads.
+    pub fn score(&mut self) -> Scores {
         let rules = self.rules;
         let settings = &rules.settings;
         let mut shared = Vec::new();
 
-        let (pleas, help_negated) = self.keywords(&rules.help);
+        let pleas = self.candidates(|p| match *p {
+            Posting::Help(i) => Some(&rules.help[i as usize]),
+            _ => None,
+        });
+        let (pleas, help_negated) = self.keywords(pleas);
         let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
         if help > 0.0 {
             let words: Vec<WordId> = pleas.iter().map(|(_, w)| *w).collect();
-            shared.push(self.evidence("help".into(), &words, help));
+            shared.push(self.evidence_of("help".into(), &words, help));
         }
         if !help_negated.is_empty() {
-            shared.push(self.evidence("help/negated".into(), &help_negated, 0.0));
+            shared.push(self.evidence_of("help/negated".into(), &help_negated, 0.0));
         }
 
         let (mut hard, mut soft) = (0.0, 0.0);
-        for p in &rules.chatter {
+        let chatter = self.candidates(|p| match *p {
+            Posting::Chatter(i) => Some(&rules.chatter[i as usize]),
+            _ => None,
+        });
+        for p in chatter {
             if let Some(words) = self.fires(p) {
                 *(if p.help_cancels { &mut soft } else { &mut hard }) += p.weight;
-                shared.push(self.evidence(format!("chatter:{}", p.name), &words, -p.weight));
+                shared.push(self.evidence_of(format!("chatter:{}", p.name), &words, -p.weight));
             }
         }
-        let penalty = hard + (soft - help).max(0.0);
+        self.help = help;
+        self.penalty = hard + (soft - help).max(0.0);
 
-        let mut categories = Vec::new();
-        for intent in &rules.intents {
-            let c = intent.category;
-            let mut evidence = Vec::new();
-            let (found, negated) = self.keywords(&intent.keywords);
-            let mut score = 0.0;
-            let mut decisive = found.first().is_some_and(|&(weight, _)| weight >= settings.threshold);
-            for (i, &(weight, word)) in found.iter().enumerate() {
-                let counted = if i == 0 {
-                    weight
-                } else {
-                    weight * settings.extra_keyword_factor
-                };
-                score += counted;
-                evidence.push(self.evidence(format!("{c}/keyword"), &[word], counted));
-            }
-            if !negated.is_empty() {
-                evidence.push(self.evidence(format!("{c}/negated"), &negated, 0.0));
-            }
-            for p in &intent.phrases {
-                if let Some(words) = self.fires(p) {
-                    score += p.weight;
-                    decisive = true;
-                    evidence.push(self.evidence(format!("{c}/phrase:{}", p.name), &words, p.weight));
-                }
-            }
-            if score <= 0.0 {
-                continue;
-            }
-            for p in &intent.excludes {
-                if let Some(words) = self.fires(p) {
-                    score -= p.weight;
-                    evidence.push(self.evidence(format!("{c}/exclude:{}", p.name), &words, -p.weight));
-                }
-            }
-            if score > 0.0 && help > 0.0 {
-                score += settings.help_boost * help.min(1.0);
-            }
-            // Missing an urgent appeal costs far more than a false alarm: chatter weighs less against it.
-            let penalty = if c.is_urgent() {
-                penalty * settings.urgent_penalty_factor
-            } else {
-                penalty
-            };
-            categories.push(CategoryScore {
-                category: c,
-                score: round(score - penalty),
-                decisive,
-                evidence,
-            });
-        }
+        let mut with_evidence: Vec<u16> = self
+            .candidates(|p| match *p {
+                Posting::Keyword { intent, .. } | Posting::Phrase { intent, .. } => Some(intent),
+                _ => None,
+            })
+            .collect();
+        with_evidence.dedup();
+        let mut categories: Vec<CategoryScore> = with_evidence
+            .into_iter()
+            .filter_map(|i| {
+                let intent = &rules.intents[i as usize];
+                let judgement = self.judge(i, intent, None)?;
+                Some(CategoryScore {
+                    category: intent.category,
+                    score: round(self.after_penalty(intent.category, judgement.score)),
+                    decisive: judgement.decisive,
+                })
+            })
+            .collect();
         // Stable sort: equal scores keep taxonomy order, most urgent first.
         categories.sort_by(|a, b| b.score.total_cmp(&a.score));
         Scores { categories, shared }
+    }
+
+    /// What bears on one category: its keywords, phrases and exclusions that fired.
+    pub fn evidence(&self, category: Category) -> Vec<Evidence> {
+        let mut evidence = Vec::new();
+        let i = category as u16;
+        self.judge(i, &self.rules.intents[i as usize], Some(&mut evidence));
+        evidence
+    }
+
+    fn after_penalty(&self, category: Category, score: f32) -> f32 {
+        // Missing an urgent appeal costs far more than a false alarm: chatter weighs less against it.
+        let factor = if category.is_urgent() { self.rules.settings.urgent_penalty_factor } else { 1.0 };
+        score - self.penalty * factor
+    }
+
+    /// One category's score before the chatter penalty, or `None` when nothing speaks for it.
+    fn judge(&self, i: u16, intent: &Intent, mut evidence: Option<&mut Vec<Evidence>>) -> Option<Judgement> {
+        let settings = &self.rules.settings;
+        let c = intent.category;
+        let keywords = self.candidates(|p| match *p {
+            Posting::Keyword { intent, index } if intent == i => Some(&self.rules.intents[i as usize].keywords[index as usize]),
+            _ => None,
+        });
+        let (found, negated) = self.keywords(keywords);
+        let mut score = 0.0;
+        let mut decisive = found.first().is_some_and(|&(weight, _)| weight >= settings.threshold);
+        for (n, &(weight, word)) in found.iter().enumerate() {
+            let counted = if n == 0 { weight } else { weight * settings.extra_keyword_factor };
+            score += counted;
+            if let Some(ev) = evidence.as_deref_mut() {
+                ev.push(self.evidence_of(format!("{c}/keyword"), &[word], counted));
+            }
+        }
+        if let (Some(ev), false) = (evidence.as_deref_mut(), negated.is_empty()) {
+            ev.push(self.evidence_of(format!("{c}/negated"), &negated, 0.0));
+        }
+        let phrases = self.candidates(|p| match *p {
+            Posting::Phrase { intent, index } if intent == i => Some(&self.rules.intents[i as usize].phrases[index as usize]),
+            _ => None,
+        });
+        for p in phrases {
+            if let Some(words) = self.fires(p) {
+                score += p.weight;
+                decisive = true;
+                if let Some(ev) = evidence.as_deref_mut() {
+                    ev.push(self.evidence_of(format!("{c}/phrase:{}", p.name), &words, p.weight));
+                }
+            }
+        }
+        if score <= 0.0 {
+            return None;
+        }
+        let excludes = self.candidates(|p| match *p {
+            Posting::Exclude { intent, index } if intent == i => Some(&self.rules.intents[i as usize].excludes[index as usize]),
+            _ => None,
+        });
+        for p in excludes {
+            if let Some(words) = self.fires(p) {
+                score -= p.weight;
+                if let Some(ev) = evidence.as_deref_mut() {
+                    ev.push(self.evidence_of(format!("{c}/exclude:{}", p.name), &words, -p.weight));
+                }
+            }
+        }
+        if score > 0.0 && self.help > 0.0 {
+            score += settings.help_boost * self.help.min(1.0);
+        }
+        Some(Judgement { score, decisive })
     }
 
     /// The priority of a ticket in `category`: its default, raised by the urgency words present.
@@ -284,7 +351,7 @@ impl<'r, 't> Matcher<'r, 't> {
             let words: Vec<WordId> = u.words.iter().copied().filter(|&w| self.has(w)).collect();
             if !words.is_empty() && u.priority < priority {
                 priority = u.priority;
-                evidence = Some(self.evidence(format!("{category}/urgent:{}", u.priority), &words, 0.0));
+                evidence = Some(self.evidence_of(format!("{category}/urgent:{}", u.priority), &words, 0.0));
             }
         }
         (priority, evidence)

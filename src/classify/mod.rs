@@ -20,7 +20,7 @@ pub use source::{RuleError, RuleErrors, Sources};
 pub use taxonomy::{Category, Label, Priority};
 
 use lexicon::Lexicon;
-use matcher::{is_break, round, Matcher, Token};
+use matcher::{is_break, round, Matcher, Scores, Token};
 use normalize::{Normalizer, Synonyms};
 
 /// What the classifier makes of one message.
@@ -84,22 +84,29 @@ impl Classifier {
     }
 
     pub fn classify(&self, text: &str) -> Classification {
-        self.explain(text).classification
+        self.analyze(text, |_, _, _, classification| classification)
     }
 
     pub fn explain(&self, text: &str) -> Explanation {
+        self.analyze(text, |normalized, tokens, scores, classification| Explanation {
+            normalized: normalized.to_owned(),
+            tokens: tokens.iter().filter(|t| !t.is_break).map(|t| t.text.to_owned()).collect(),
+            scores: scores.categories.iter().map(|c| (c.category, c.score)).collect(),
+            classification,
+        })
+    }
+
+    /// Classifies `text` and hands the intermediate steps to `finish`, which keeps what it needs.
+    fn analyze<R>(&self, text: &str, finish: impl FnOnce(&str, &[Token<'_>], &Scores, Classification) -> R) -> R {
         let normalized = self.normalizer.normalize(text);
         let tokens = self.segment(&normalized.text);
-        let matcher = Matcher::new(&self.rules, &normalized.text, &tokens);
+        let mut matcher = Matcher::new(&self.rules, &normalized.text, &tokens);
         let scores = matcher.score();
         let threshold = self.rules.settings.threshold;
 
         // Several matters: the label is the most urgent one that passes; the others become secondary.
         let passing = scores.categories.iter().filter(|c| c.score >= threshold);
-        let best = passing
-            .clone()
-            .find(|c| c.category.is_urgent() && c.decisive)
-            .or_else(|| passing.clone().next());
+        let best = passing.clone().find(|c| c.category.is_urgent() && c.decisive).or_else(|| passing.clone().next());
         let mut evidence = Vec::new();
         let (label, priority, score) = match best {
             Some(best) => {
@@ -110,44 +117,27 @@ impl Classifier {
             None => (Label::None, None, scores.categories.first().map_or(0.0, |c| c.score)),
         };
 
-        let secondary: Vec<Category> = passing
-            .filter(|c| Some(c.category) != label.category())
-            .map(|c| c.category)
-            .collect();
+        let secondary: Vec<Category> =
+            passing.filter(|c| Some(c.category) != label.category()).map(|c| c.category).collect();
         // The winner's evidence (or, for chatter, the nearest miss's), the secondaries', then what bore on all.
         let shown_first = best.or(scores.categories.first());
-        let shown = shown_first
-            .into_iter()
-            .chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
+        let shown = shown_first.into_iter().chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
         for c in shown {
-            evidence.extend(c.evidence.iter().cloned());
+            evidence.extend(matcher.evidence(c.category));
         }
-        evidence.extend(scores.shared);
+        evidence.extend(scores.shared.iter().cloned());
 
-        let entities = entities::extract(
-            &normalized.text,
-            &tokens,
-            &self.lexicon.platforms,
-            &self.lexicon.highways,
-        );
-        Explanation {
-            scores: scores.categories.iter().map(|c| (c.category, c.score)).collect(),
-            tokens: tokens
-                .iter()
-                .filter(|t| !t.is_break)
-                .map(|t| t.text.to_owned())
-                .collect(),
-            classification: Classification {
-                label,
-                priority,
-                score: round(score),
-                secondary,
-                evidence,
-                entities,
-                truncated: normalized.truncated,
-            },
-            normalized: normalized.text,
-        }
+        let entities = entities::extract(&normalized.text, &tokens, &self.lexicon.platforms, &self.lexicon.highways);
+        let classification = Classification {
+            label,
+            priority,
+            score: round(score),
+            secondary,
+            evidence,
+            entities,
+            truncated: normalized.truncated,
+        };
+        finish(&normalized.text, &tokens, &scores, classification)
     }
 
     /// jieba without its HMM guesser: unknown runs stay single characters, so rule words still align with

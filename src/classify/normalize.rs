@@ -3,10 +3,10 @@
 //! Order matters: NFKC folds full-width forms first, so that the emoji, punctuation and synonym steps see
 //! half-width text; traditional characters are converted before synonyms so that one synonym line covers both.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use ferrous_opencc::{config::BuiltinConfig, OpenCC};
 use serde::Serialize;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 use unicode_properties::UnicodeEmoji;
 
 /// Messages longer than this many characters are cut to it before classification; the result says so.
@@ -44,6 +44,7 @@ impl Synonyms {
         let automaton = (!pairs.is_empty()).then(|| {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(pairs.iter().map(|(variant, _)| variant))
                 .expect("synonym variants are validated non-empty strings")
         });
@@ -83,13 +84,46 @@ fn is_whole_ascii_word(text: &str, start: usize, end: usize) -> bool {
 
 pub struct Normalizer {
     t2s: OpenCC,
+    /// The characters of the CJK blocks that conversion changes: a message with none of them is already
+    /// simplified, and most messages are, so most skip the conversion.
+    traditional: Vec<u64>,
     synonyms: Synonyms,
+}
+
+/// The blocks whose traditional characters are looked up at start-up: CJK Extension A, the Unified
+/// Ideographs and the Compatibility Ideographs. A character outside them always goes through conversion.
+const CJK_BLOCKS: [(char, char); 3] = [('\u{3400}', '\u{4DBF}'), ('\u{4E00}', '\u{9FFF}'), ('\u{F900}', '\u{FAFF}')];
+const CJK_END: u32 = 0xFB00;
+
+/// One bit per code point below [`CJK_END`]: does converting the character alone change it?
+fn traditional_characters(t2s: &OpenCC) -> Vec<u64> {
+    let chars: Vec<char> = CJK_BLOCKS.iter().flat_map(|&(from, to)| from..=to).collect();
+    // One conversion of every character on a line of its own: phrases never span a line break.
+    let lines: String = chars.iter().flat_map(|&c| [c, '\n']).collect();
+    let converted = t2s.convert(&lines);
+    let mut bits = vec![0u64; (CJK_END as usize).div_ceil(64)];
+    for (&c, out) in chars.iter().zip(converted.split('\n')) {
+        if out.chars().ne(std::iter::once(c)) {
+            bits[c as usize / 64] |= 1 << (c as usize % 64);
+        }
+    }
+    bits
 }
 
 impl Normalizer {
     pub fn new(synonyms: Synonyms) -> Normalizer {
         let t2s = OpenCC::from_config(BuiltinConfig::T2s).expect("the built-in traditional-to-simplified tables load");
-        Normalizer { t2s, synonyms }
+        let traditional = traditional_characters(&t2s);
+        Normalizer { t2s, traditional, synonyms }
+    }
+
+    /// Whether conversion could change the text: it has a known traditional character, or a character
+    /// beyond the blocks looked up at start-up.
+    fn may_be_traditional(&self, text: &str) -> bool {
+        text.chars().any(|c| {
+            let code = c as u32;
+            code >= 0x3400 && (code >= CJK_END || self.traditional[code as usize / 64] & (1 << (code % 64)) != 0)
+        })
     }
 
     pub fn normalize(&self, raw: &str) -> Normalized {
@@ -108,7 +142,12 @@ impl Normalizer {
         let mut emoji = 0;
         let mut folded = String::with_capacity(kept.len());
         let mut last: Option<char> = None;
-        for c in kept.nfkc() {
+        // NFKC is only needed for full-width and other compatibility forms; most text has none.
+        let nfkc: Box<dyn Iterator<Item = char>> = match is_nfkc_quick(kept.chars()) {
+            IsNormalized::Yes => Box::new(kept.chars()),
+            _ => Box::new(kept.nfkc()),
+        };
+        for c in nfkc {
             let c = if c.is_control() || c.is_whitespace() {
                 ' '
             } else if is_emoji(c) {
@@ -141,10 +180,10 @@ impl Normalizer {
             last = Some(c);
         }
         let trimmed = folded.trim_end();
-        let simplified = if trimmed.is_ascii() {
-            trimmed.to_owned()
-        } else {
+        let simplified = if self.may_be_traditional(trimmed) {
             self.t2s.convert(trimmed)
+        } else {
+            trimmed.to_owned()
         };
         Normalized {
             text: self.synonyms.apply(&simplified),
@@ -156,7 +195,8 @@ impl Normalizer {
 
 /// Emoji and their joiners and modifiers; ASCII digits and `#`/`*` are emoji components too, but text.
 fn is_emoji(c: char) -> bool {
-    !c.is_ascii() && c.is_emoji_char_or_emoji_component() && !matches!(c, '©' | '®' | '‼' | '⁉')
+    // Chinese characters, the bulk of every message, are never emoji: skip the table lookup for them.
+    !c.is_ascii() && !('\u{3000}'..'\u{A000}').contains(&c) && c.is_emoji_char_or_emoji_component() && !matches!(c, '©' | '®' | '‼' | '⁉')
 }
 
 pub fn is_punctuation(c: char) -> bool {

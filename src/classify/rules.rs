@@ -3,9 +3,10 @@
 //! Every word of every rule is interned once and searched for in one Aho–Corasick pass over the message;
 //! rules then look their words up by id. See `intents/README.md` for the file format.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use rustc_hash::FxHashSet;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -173,8 +174,21 @@ pub struct Example {
     pub should_match: bool,
 }
 
+/// Where a rule word is used: matching starts from the words found, so its cost follows the message, not
+/// the size of the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Posting {
+    Keyword { intent: u16, index: u16 },
+    Phrase { intent: u16, index: u16 },
+    Exclude { intent: u16, index: u16 },
+    Chatter(u16),
+    Help(u16),
+}
+
 pub struct RuleSet {
     pub words: Vec<String>,
+    /// For each word, the rules that use it (not counting `unless` lists).
+    pub postings: Vec<Vec<Posting>>,
     /// Word text to id.
     pub index: HashMap<String, WordId>,
     pub automaton: AhoCorasick,
@@ -182,7 +196,7 @@ pub struct RuleSet {
     pub intents: Vec<Intent>,
     pub chatter: Vec<Pattern>,
     pub help: Vec<Keyword>,
-    pub negators: HashSet<String>,
+    pub negators: FxHashSet<String>,
     pub negation_scope: usize,
     pub settings: Settings,
     pub examples: Vec<Example>,
@@ -254,14 +268,18 @@ impl RuleSet {
         }
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&b.words)
             .expect("rule words are validated non-empty strings");
         let (patterns, help, negators, negation_scope, settings) = chatter;
+        let intents: Vec<Intent> = intents.into_iter().map(|slot| slot.expect("checked above").0).collect();
+        let postings = postings(b.words.len(), &intents, &patterns, &help);
         Some(RuleSet {
+            postings,
             automaton,
             words: b.words,
             index: b.ids,
-            intents: intents.into_iter().map(|slot| slot.expect("checked above").0).collect(),
+            intents,
             chatter: patterns,
             help,
             negators,
@@ -272,6 +290,36 @@ impl RuleSet {
     }
 }
 
+fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keyword]) -> Vec<Vec<Posting>> {
+    let mut postings = vec![Vec::new(); words];
+    let pattern_words = |p: &Pattern| p.any.iter().chain(p.all.iter().flatten()).copied().collect::<Vec<_>>();
+    for (i, intent) in intents.iter().enumerate() {
+        let intent_id = i as u16;
+        for (index, k) in intent.keywords.iter().enumerate() {
+            postings[k.word as usize].push(Posting::Keyword { intent: intent_id, index: index as u16 });
+        }
+        for (index, p) in intent.phrases.iter().enumerate() {
+            for w in pattern_words(p) {
+                postings[w as usize].push(Posting::Phrase { intent: intent_id, index: index as u16 });
+            }
+        }
+        for (index, p) in intent.excludes.iter().enumerate() {
+            for w in pattern_words(p) {
+                postings[w as usize].push(Posting::Exclude { intent: intent_id, index: index as u16 });
+            }
+        }
+    }
+    for (index, p) in chatter.iter().enumerate() {
+        for w in pattern_words(p) {
+            postings[w as usize].push(Posting::Chatter(index as u16));
+        }
+    }
+    for (index, k) in help.iter().enumerate() {
+        postings[k.word as usize].push(Posting::Help(index as u16));
+    }
+    postings
+}
+
 struct Builder<'a> {
     normalizer: &'a Normalizer,
     words: Vec<String>,
@@ -280,7 +328,7 @@ struct Builder<'a> {
     examples: Vec<Example>,
 }
 
-type ChatterParts = (Vec<Pattern>, Vec<Keyword>, HashSet<String>, usize, Settings);
+type ChatterParts = (Vec<Pattern>, Vec<Keyword>, FxHashSet<String>, usize, Settings);
 
 impl Builder<'_> {
     fn parse<T: for<'de> Deserialize<'de>>(&mut self, file: &SourceFile) -> Option<T> {
