@@ -3,7 +3,6 @@
 //! They are read from the normalized text (half-width, lowercase, simplified), and written back in the
 //! usual form: plates and highway codes upper-case, phone numbers as bare digits, amounts in yuan.
 
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use chinese_number::{ChineseCountMethod, ChineseToNumber};
@@ -208,8 +207,8 @@ pub fn extract(
         }
     }
 
-    let mut seen = HashSet::new();
-    for t in tokens {
+    let mut seen: Vec<&str> = Vec::new();
+    for t in tokens.iter().filter(|t| t.text.len() > 3) {
         let entity = if platforms.contains(t.text) {
             Entity::Platform {
                 text: t.text.to_owned(),
@@ -221,7 +220,8 @@ pub fn extract(
         } else {
             continue;
         };
-        if seen.insert(t.text) {
+        if !seen.contains(&t.text) {
+            seen.push(t.text);
             found.push((t.start, entity));
         }
     }

@@ -63,12 +63,55 @@ struct Judgement {
     decisive: bool,
 }
 
+/// Rules that a message's words could make fire; per category, as (intent, index) sorted by intent.
+#[derive(Default)]
+struct Candidates {
+    keywords: Vec<(u16, u16)>,
+    phrases: Vec<(u16, u16)>,
+    excludes: Vec<(u16, u16)>,
+    chatter: Vec<u16>,
+    help: Vec<u16>,
+}
+
+impl Candidates {
+    fn new(postings: impl Iterator<Item = Posting>) -> Candidates {
+        let mut c = Candidates::default();
+        for p in postings {
+            match p {
+                Posting::Keyword { intent, index } => c.keywords.push((intent, index)),
+                Posting::Phrase { intent, index } => c.phrases.push((intent, index)),
+                Posting::Exclude { intent, index } => c.excludes.push((intent, index)),
+                Posting::Chatter(index) => c.chatter.push(index),
+                Posting::Help(index) => c.help.push(index),
+            }
+        }
+        for list in [&mut c.keywords, &mut c.phrases, &mut c.excludes] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        for list in [&mut c.chatter, &mut c.help] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        c
+    }
+}
+
+/// The indices of `intent`'s rules in a list sorted by intent.
+fn of_intent(list: &[(u16, u16)], intent: u16) -> impl Iterator<Item = usize> + '_ {
+    let from = list.partition_point(|&(i, _)| i < intent);
+    list[from..]
+        .iter()
+        .take_while(move |&&(i, _)| i == intent)
+        .map(|&(_, index)| index as usize)
+}
+
 pub struct Matcher<'r, 't> {
     rules: &'r RuleSet,
     tokens: &'t [Token<'t>],
     hits: Vec<Hit>,
-    /// The rules that use a word found in the message, sorted: only they can fire.
-    candidates: Vec<Posting>,
+    /// The rules that use a word found in the message, by kind, sorted: only they can fire.
+    candidates: Candidates,
     /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
     help: f32,
     penalty: f32,
@@ -94,11 +137,18 @@ impl<'r, 't> Matcher<'r, 't> {
         }
         hits.sort_unstable();
         hits.dedup();
-        let mut candidates: Vec<Posting> =
-            hits.chunk_by(|a, b| a.word == b.word).flat_map(|h| rules.postings[h[0].word as usize].iter().copied()).collect();
-        candidates.sort_unstable();
-        candidates.dedup();
-        Matcher { rules, tokens, hits, candidates, help: 0.0, penalty: 0.0 }
+        let candidates = Candidates::new(
+            hits.chunk_by(|a, b| a.word == b.word)
+                .flat_map(|h| rules.postings[h[0].word as usize].iter().copied()),
+        );
+        Matcher {
+            rules,
+            tokens,
+            hits,
+            candidates,
+            help: 0.0,
+            penalty: 0.0,
+        }
     }
 
     fn of(&self, word: WordId) -> &[Hit] {
@@ -154,6 +204,9 @@ impl<'r, 't> Matcher<'r, 't> {
             }
         }
         // A keyword found only inside a longer one of the same list (退押金 in 不退押金) adds nothing.
+        if found.len() < 2 {
+            return (found, negated);
+        }
         let spans: Vec<(u32, u32)> = found
             .iter()
             .flat_map(|&(_, w)| self.of(w).iter().map(|h| (h.start, h.end)))
@@ -180,23 +233,19 @@ impl<'r, 't> Matcher<'r, 't> {
             words.push(*p.any.iter().find(|&&w| present(w))?);
         }
         if let Some((first, rest)) = p.all.split_first() {
-            let found = |group: &[WordId], near: Option<u32>| {
-                group.iter().find_map(|&w| {
-                    self.of(w)
-                        .iter()
-                        .find(|h| near.is_none_or(|pos| h.pos.abs_diff(pos) <= p.window))
-                        .map(|h| (w, h.pos))
-                })
+            // The first word of each group found within the window of `pos`.
+            let near = |group: &[WordId], pos: u32| {
+                group
+                    .iter()
+                    .copied()
+                    .find(|&w| self.of(w).iter().any(|h| h.pos.abs_diff(pos) <= p.window))
             };
-            let anchored = first.iter().flat_map(|&w| self.of(w).iter().map(move |h| (w, h.pos)));
-            let combination = anchored.into_iter().find_map(|(w0, pos)| {
-                let others: Option<Vec<WordId>> = rest.iter().map(|g| found(g, Some(pos)).map(|(w, _)| w)).collect();
-                others.map(|mut o| {
-                    o.insert(0, w0);
-                    o
-                })
-            })?;
-            words.extend(combination);
+            let (w0, pos) = first
+                .iter()
+                .flat_map(|&w| self.of(w).iter().map(move |h| (w, h.pos)))
+                .find(|&(_, pos)| rest.iter().all(|g| near(g, pos).is_some()))?;
+            words.push(w0);
+            words.extend(rest.iter().filter_map(|g| near(g, pos)));
         }
         Some(words)
     }
@@ -209,11 +258,6 @@ impl<'r, 't> Matcher<'r, 't> {
         }
     }
 
-    /// The candidates of one kind, as indices, in order.
-    fn candidates<'s, T>(&'s self, pick: impl Fn(&Posting) -> Option<T> + 's) -> impl Iterator<Item = T> + 's {
-        self.candidates.iter().filter_map(pick)
-    }
-
     /// Scores every category with evidence. Evidence itself is only built for the categories shown, by
     /// [`Matcher::evidence`]: most of the work of a message is not spent on text nobody reads.
     pub fn score(&mut self) -> Scores {
@@ -221,10 +265,7 @@ impl<'r, 't> Matcher<'r, 't> {
         let settings = &rules.settings;
         let mut shared = Vec::new();
 
-        let pleas = self.candidates(|p| match *p {
-            Posting::Help(i) => Some(&rules.help[i as usize]),
-            _ => None,
-        });
+        let pleas = self.candidates.help.iter().map(|&i| &rules.help[i as usize]);
         let (pleas, help_negated) = self.keywords(pleas);
         let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
         if help > 0.0 {
@@ -236,10 +277,7 @@ impl<'r, 't> Matcher<'r, 't> {
         }
 
         let (mut hard, mut soft) = (0.0, 0.0);
-        let chatter = self.candidates(|p| match *p {
-            Posting::Chatter(i) => Some(&rules.chatter[i as usize]),
-            _ => None,
-        });
+        let chatter = self.candidates.chatter.iter().map(|&i| &rules.chatter[i as usize]);
         for p in chatter {
             if let Some(words) = self.fires(p) {
                 *(if p.help_cancels { &mut soft } else { &mut hard }) += p.weight;
@@ -250,11 +288,13 @@ impl<'r, 't> Matcher<'r, 't> {
         self.penalty = hard + (soft - help).max(0.0);
 
         let mut with_evidence: Vec<u16> = self
-            .candidates(|p| match *p {
-                Posting::Keyword { intent, .. } | Posting::Phrase { intent, .. } => Some(intent),
-                _ => None,
-            })
+            .candidates
+            .keywords
+            .iter()
+            .chain(&self.candidates.phrases)
+            .map(|&(intent, _)| intent)
             .collect();
+        with_evidence.sort_unstable();
         with_evidence.dedup();
         let mut categories: Vec<CategoryScore> = with_evidence
             .into_iter()
@@ -283,7 +323,11 @@ impl<'r, 't> Matcher<'r, 't> {
 
     fn after_penalty(&self, category: Category, score: f32) -> f32 {
         // Missing an urgent appeal costs far more than a false alarm: chatter weighs less against it.
-        let factor = if category.is_urgent() { self.rules.settings.urgent_penalty_factor } else { 1.0 };
+        let factor = if category.is_urgent() {
+            self.rules.settings.urgent_penalty_factor
+        } else {
+            1.0
+        };
         score - self.penalty * factor
     }
 
@@ -291,15 +335,16 @@ impl<'r, 't> Matcher<'r, 't> {
     fn judge(&self, i: u16, intent: &Intent, mut evidence: Option<&mut Vec<Evidence>>) -> Option<Judgement> {
         let settings = &self.rules.settings;
         let c = intent.category;
-        let keywords = self.candidates(|p| match *p {
-            Posting::Keyword { intent, index } if intent == i => Some(&self.rules.intents[i as usize].keywords[index as usize]),
-            _ => None,
-        });
+        let keywords = of_intent(&self.candidates.keywords, i).map(|k| &intent.keywords[k]);
         let (found, negated) = self.keywords(keywords);
         let mut score = 0.0;
         let mut decisive = found.first().is_some_and(|&(weight, _)| weight >= settings.threshold);
         for (n, &(weight, word)) in found.iter().enumerate() {
-            let counted = if n == 0 { weight } else { weight * settings.extra_keyword_factor };
+            let counted = if n == 0 {
+                weight
+            } else {
+                weight * settings.extra_keyword_factor
+            };
             score += counted;
             if let Some(ev) = evidence.as_deref_mut() {
                 ev.push(self.evidence_of(format!("{c}/keyword"), &[word], counted));
@@ -308,10 +353,7 @@ impl<'r, 't> Matcher<'r, 't> {
         if let (Some(ev), false) = (evidence.as_deref_mut(), negated.is_empty()) {
             ev.push(self.evidence_of(format!("{c}/negated"), &negated, 0.0));
         }
-        let phrases = self.candidates(|p| match *p {
-            Posting::Phrase { intent, index } if intent == i => Some(&self.rules.intents[i as usize].phrases[index as usize]),
-            _ => None,
-        });
+        let phrases = of_intent(&self.candidates.phrases, i).map(|k| &intent.phrases[k]);
         for p in phrases {
             if let Some(words) = self.fires(p) {
                 score += p.weight;
@@ -324,10 +366,7 @@ impl<'r, 't> Matcher<'r, 't> {
         if score <= 0.0 {
             return None;
         }
-        let excludes = self.candidates(|p| match *p {
-            Posting::Exclude { intent, index } if intent == i => Some(&self.rules.intents[i as usize].excludes[index as usize]),
-            _ => None,
-        });
+        let excludes = of_intent(&self.candidates.excludes, i).map(|k| &intent.excludes[k]);
         for p in excludes {
             if let Some(words) = self.fires(p) {
                 score -= p.weight;

@@ -90,7 +90,11 @@ impl Classifier {
     pub fn explain(&self, text: &str) -> Explanation {
         self.analyze(text, |normalized, tokens, scores, classification| Explanation {
             normalized: normalized.to_owned(),
-            tokens: tokens.iter().filter(|t| !t.is_break).map(|t| t.text.to_owned()).collect(),
+            tokens: tokens
+                .iter()
+                .filter(|t| !t.is_break)
+                .map(|t| t.text.to_owned())
+                .collect(),
             scores: scores.categories.iter().map(|c| (c.category, c.score)).collect(),
             classification,
         })
@@ -106,7 +110,10 @@ impl Classifier {
 
         // Several matters: the label is the most urgent one that passes; the others become secondary.
         let passing = scores.categories.iter().filter(|c| c.score >= threshold);
-        let best = passing.clone().find(|c| c.category.is_urgent() && c.decisive).or_else(|| passing.clone().next());
+        let best = passing
+            .clone()
+            .find(|c| c.category.is_urgent() && c.decisive)
+            .or_else(|| passing.clone().next());
         let mut evidence = Vec::new();
         let (label, priority, score) = match best {
             Some(best) => {
@@ -117,17 +124,26 @@ impl Classifier {
             None => (Label::None, None, scores.categories.first().map_or(0.0, |c| c.score)),
         };
 
-        let secondary: Vec<Category> =
-            passing.filter(|c| Some(c.category) != label.category()).map(|c| c.category).collect();
+        let secondary: Vec<Category> = passing
+            .filter(|c| Some(c.category) != label.category())
+            .map(|c| c.category)
+            .collect();
         // The winner's evidence (or, for chatter, the nearest miss's), the secondaries', then what bore on all.
         let shown_first = best.or(scores.categories.first());
-        let shown = shown_first.into_iter().chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
+        let shown = shown_first
+            .into_iter()
+            .chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
         for c in shown {
             evidence.extend(matcher.evidence(c.category));
         }
         evidence.extend(scores.shared.iter().cloned());
 
-        let entities = entities::extract(&normalized.text, &tokens, &self.lexicon.platforms, &self.lexicon.highways);
+        let entities = entities::extract(
+            &normalized.text,
+            &tokens,
+            &self.lexicon.platforms,
+            &self.lexicon.highways,
+        );
         let classification = Classification {
             label,
             priority,

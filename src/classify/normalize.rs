@@ -92,7 +92,11 @@ pub struct Normalizer {
 
 /// The blocks whose traditional characters are looked up at start-up: CJK Extension A, the Unified
 /// Ideographs and the Compatibility Ideographs. A character outside them always goes through conversion.
-const CJK_BLOCKS: [(char, char); 3] = [('\u{3400}', '\u{4DBF}'), ('\u{4E00}', '\u{9FFF}'), ('\u{F900}', '\u{FAFF}')];
+const CJK_BLOCKS: [(char, char); 3] = [
+    ('\u{3400}', '\u{4DBF}'),
+    ('\u{4E00}', '\u{9FFF}'),
+    ('\u{F900}', '\u{FAFF}'),
+];
 const CJK_END: u32 = 0xFB00;
 
 /// One bit per code point below [`CJK_END`]: does converting the character alone change it?
@@ -114,7 +118,11 @@ impl Normalizer {
     pub fn new(synonyms: Synonyms) -> Normalizer {
         let t2s = OpenCC::from_config(BuiltinConfig::T2s).expect("the built-in traditional-to-simplified tables load");
         let traditional = traditional_characters(&t2s);
-        Normalizer { t2s, traditional, synonyms }
+        Normalizer {
+            t2s,
+            traditional,
+            synonyms,
+        }
     }
 
     /// Whether conversion could change the text: it has a known traditional character, or a character
@@ -139,64 +147,73 @@ impl Normalizer {
             None => (raw, None),
         };
 
-        let mut emoji = 0;
-        let mut folded = String::with_capacity(kept.len());
-        let mut last: Option<char> = None;
         // NFKC is only needed for full-width and other compatibility forms; most text has none.
-        let nfkc: Box<dyn Iterator<Item = char>> = match is_nfkc_quick(kept.chars()) {
-            IsNormalized::Yes => Box::new(kept.chars()),
-            _ => Box::new(kept.nfkc()),
+        // ASCII and CJK ideographs are NFKC-stable: the table lookups are for the rest.
+        let stable = kept
+            .chars()
+            .all(|c| c.is_ascii() || ('\u{4E00}'..='\u{9FFF}').contains(&c));
+        let (folded, emoji) = match stable || is_nfkc_quick(kept.chars()) == IsNormalized::Yes {
+            true => fold(kept.chars(), kept.len()),
+            false => fold(kept.nfkc(), kept.len()),
         };
-        for c in nfkc {
-            let c = if c.is_control() || c.is_whitespace() {
-                ' '
-            } else if is_emoji(c) {
-                emoji += usize::from(!c.is_emoji_component());
-                // Laughter is the one emoji meaning the rules use (jokes are chatter): it becomes a word.
-                if LAUGHING.contains(&c) {
-                    if !folded.ends_with(LAUGH_WORD) {
-                        let word = if last.is_none() || last == Some(' ') {
-                            LAUGH_WORD.trim_start()
-                        } else {
-                            LAUGH_WORD
-                        };
-                        folded.push_str(word);
-                    }
-                    last = Some(' ');
-                    continue;
-                }
-                ' '
-            } else {
-                c.to_ascii_lowercase()
-            };
-            // Runs of one punctuation mark or of spaces ("！！！", "。。。") say no more than one.
-            if last == Some(c) && (c == ' ' || is_punctuation(c)) {
-                continue;
-            }
-            if c == ' ' && last.is_none() {
-                continue;
-            }
-            folded.push(c);
-            last = Some(c);
-        }
         let trimmed = folded.trim_end();
-        let simplified = if self.may_be_traditional(trimmed) {
-            self.t2s.convert(trimmed)
+        let text = if self.may_be_traditional(trimmed) {
+            self.synonyms.apply(&self.t2s.convert(trimmed))
         } else {
-            trimmed.to_owned()
+            self.synonyms.apply(trimmed)
         };
-        Normalized {
-            text: self.synonyms.apply(&simplified),
-            truncated,
-            emoji,
-        }
+        Normalized { text, truncated, emoji }
     }
+}
+
+/// Spaces for control characters and emoji (laughter becomes a word), lower-case ASCII, and runs of one
+/// punctuation mark or of spaces folded to one. Returns the text and the number of emoji.
+fn fold(chars: impl Iterator<Item = char>, capacity: usize) -> (String, usize) {
+    let mut emoji = 0;
+    let mut folded = String::with_capacity(capacity);
+    let mut last: Option<char> = None;
+    for c in chars {
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else if is_emoji(c) {
+            emoji += usize::from(!c.is_emoji_component());
+            // Laughter is the one emoji meaning the rules use (jokes are chatter): it becomes a word.
+            if LAUGHING.contains(&c) {
+                if !folded.ends_with(LAUGH_WORD) {
+                    let word = if last.is_none() || last == Some(' ') {
+                        LAUGH_WORD.trim_start()
+                    } else {
+                        LAUGH_WORD
+                    };
+                    folded.push_str(word);
+                }
+                last = Some(' ');
+                continue;
+            }
+            ' '
+        } else {
+            c.to_ascii_lowercase()
+        };
+        // Runs of one punctuation mark or of spaces ("！！！", "。。。") say no more than one.
+        if last == Some(c) && (c == ' ' || is_punctuation(c)) {
+            continue;
+        }
+        if c == ' ' && last.is_none() {
+            continue;
+        }
+        folded.push(c);
+        last = Some(c);
+    }
+    (folded, emoji)
 }
 
 /// Emoji and their joiners and modifiers; ASCII digits and `#`/`*` are emoji components too, but text.
 fn is_emoji(c: char) -> bool {
     // Chinese characters, the bulk of every message, are never emoji: skip the table lookup for them.
-    !c.is_ascii() && !('\u{3000}'..'\u{A000}').contains(&c) && c.is_emoji_char_or_emoji_component() && !matches!(c, '©' | '®' | '‼' | '⁉')
+    !c.is_ascii()
+        && !('\u{3000}'..'\u{A000}').contains(&c)
+        && c.is_emoji_char_or_emoji_component()
+        && !matches!(c, '©' | '®' | '‼' | '⁉')
 }
 
 pub fn is_punctuation(c: char) -> bool {

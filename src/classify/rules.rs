@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use rustc_hash::FxHashSet;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use rustc_hash::FxHashSet;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -296,16 +296,25 @@ fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keywo
     for (i, intent) in intents.iter().enumerate() {
         let intent_id = i as u16;
         for (index, k) in intent.keywords.iter().enumerate() {
-            postings[k.word as usize].push(Posting::Keyword { intent: intent_id, index: index as u16 });
+            postings[k.word as usize].push(Posting::Keyword {
+                intent: intent_id,
+                index: index as u16,
+            });
         }
         for (index, p) in intent.phrases.iter().enumerate() {
             for w in pattern_words(p) {
-                postings[w as usize].push(Posting::Phrase { intent: intent_id, index: index as u16 });
+                postings[w as usize].push(Posting::Phrase {
+                    intent: intent_id,
+                    index: index as u16,
+                });
             }
         }
         for (index, p) in intent.excludes.iter().enumerate() {
             for w in pattern_words(p) {
-                postings[w as usize].push(Posting::Exclude { intent: intent_id, index: index as u16 });
+                postings[w as usize].push(Posting::Exclude {
+                    intent: intent_id,
+                    index: index as u16,
+                });
             }
         }
     }
