@@ -15,7 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use jieba_rs::Jieba;
 use suqiu::classify::Classifier;
-use suqiu::eval::parse_jsonl;
+use suqiu::eval::read_labelled;
 
 const MESSAGES: usize = 3_000;
 
@@ -23,18 +23,8 @@ const MESSAGES: usize = 3_000;
 /// there are [`MESSAGES`].
 fn messages() -> Vec<String> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&corpus)
-        .expect("tests/corpus is readable")
-        .map(|entry| entry.expect("corpus entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
-        .collect();
-    files.sort();
-    let mut texts = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("corpus file is UTF-8");
-        let labelled = parse_jsonl(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        texts.extend(labelled.into_iter().map(|l| l.text));
-    }
+    let labelled = read_labelled(&corpus).unwrap_or_else(|e| panic!("tests/corpus: {e}"));
+    let mut texts: Vec<String> = labelled.into_iter().map(|l| l.text).collect();
     let originals = texts.len();
     assert!(originals > 1, "the corpus is empty");
     // A stride coprime with most corpus sizes pairs messages from different files and categories.

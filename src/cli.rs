@@ -40,7 +40,7 @@ pub enum Command {
         #[arg(long)]
         stdin: bool,
     },
-    /// Measure the classifier on a labelled JSONL file.
+    /// Measure the classifier on a labelled JSONL file, or on every *.jsonl file of a directory.
     Eval {
         file: PathBuf,
         /// Print the report as JSON.
@@ -90,8 +90,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             min_macro_f1,
             misses,
         } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("failed to read {}", file.display()))?;
-            let data = eval::parse_jsonl(&text).with_context(|| format!("{} is not labelled JSONL", file.display()))?;
+            let data =
+                eval::read_labelled(&file).with_context(|| format!("{} is not labelled JSONL", file.display()))?;
             if data.is_empty() {
                 bail!("{} has no labelled messages", file.display());
             }
@@ -182,6 +182,9 @@ pub fn render(classifier: &Classifier, e: &Explanation) -> String {
         "label       {}{name}   priority {priority}   score {:.2}",
         c.label, c.score
     );
+    if let Some(category) = c.label.category() {
+        let _ = writeln!(s, "reply       {}", classifier.rules().intent(category).ack);
+    }
     if !c.secondary.is_empty() {
         let ids: Vec<&str> = c.secondary.iter().map(|c| c.id()).collect();
         let _ = writeln!(s, "secondary   {}", ids.join(", "));

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,35 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Labelled>, ParseError> {
             })
         })
         .collect()
+}
+
+/// Reads a labelled JSONL file, or every `*.jsonl` file of a directory in name order.
+pub fn read_labelled(path: &Path) -> Result<Vec<Labelled>, ParseError> {
+    let unreadable = |e: std::io::Error| ParseError {
+        line: 0,
+        message: format!("cannot read {}: {e}", path.display()),
+    };
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(unreadable)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "jsonl"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut labelled = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(unreadable)?;
+        let parsed = parse_jsonl(&text).map_err(|e| ParseError {
+            line: e.line,
+            message: format!("{}: {}", file.display(), e.message),
+        })?;
+        labelled.extend(parsed);
+    }
+    Ok(labelled)
 }
 
 #[derive(Debug, Clone, Serialize)]

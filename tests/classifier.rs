@@ -507,3 +507,38 @@ fn a_failing_example_is_reported_with_its_file_and_line() {
     let place = failure.map(|f| (f.file.as_str(), f.line));
     assert_eq!(place, Some(("intents/other.toml", match_line + 1)), "{failures:#?}");
 }
+
+// ---- dictionaries and priorities ----
+
+#[test]
+fn the_fields_words_come_out_of_segmentation_whole() {
+    let explanation = CLASSIFIER.explain("运满满扣了信息费 治超站罚款 压车三天 回单丢了 车挂靠在运输公司 司机之家关门");
+
+    for word in ["运满满", "信息费", "治超站", "压车", "回单", "挂靠", "司机之家"] {
+        assert!(
+            explanation.tokens.iter().any(|t| t == word),
+            "{word} is split: {:?}",
+            explanation.tokens
+        );
+    }
+}
+
+#[test]
+fn urgency_words_raise_a_breakdown_to_p1_and_a_plain_breakdown_stays_p2() {
+    let stranded = classify("车在隧道里打不着火了 后面车很多 太危险了 谁能帮忙叫个救援");
+    let plain = classify("轮胎扎了个钉子 慢撒气 附近哪有补胎的");
+
+    assert_eq!(
+        (stranded.label, stranded.priority),
+        (appeal(Category::Breakdown), Some(suqiu::classify::Priority::P1))
+    );
+    assert!(
+        stranded.evidence.iter().any(|e| e.rule.starts_with("breakdown/urgent")),
+        "{:?}",
+        stranded.evidence
+    );
+    assert_eq!(
+        (plain.label, plain.priority),
+        (appeal(Category::Breakdown), Some(suqiu::classify::Priority::P2))
+    );
+}

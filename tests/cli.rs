@@ -62,6 +62,10 @@ fn classify_text_prints_the_label_and_the_tokens() {
     };
     assert!(line("label").contains("accident"), "{text}");
     assert!(line("tokens").contains("追尾"), "{text}");
+    assert!(
+        line("reply").contains("120"),
+        "the driver's acknowledgement gives the emergency number: {text}"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use suqiu::eval::{parse_jsonl, Labelled};
+use suqiu::eval::{read_labelled, Labelled};
 
 /// A path inside the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
@@ -19,19 +19,7 @@ pub fn repo_path(relative: &str) -> PathBuf {
 
 /// Every labelled message in `tests/corpus/*.jsonl`, in file-name order.
 pub fn corpus() -> Vec<Labelled> {
-    let mut files: Vec<PathBuf> = fs::read_dir(repo_path("tests/corpus"))
-        .expect("tests/corpus is readable")
-        .map(|entry| entry.expect("corpus entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
-        .collect();
-    files.sort();
-    let mut messages = Vec::new();
-    for file in files {
-        let text = fs::read_to_string(&file).expect("corpus file is UTF-8");
-        let parsed = parse_jsonl(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        messages.extend(parsed);
-    }
-    messages
+    read_labelled(&repo_path("tests/corpus")).unwrap_or_else(|e| panic!("tests/corpus: {e}"))
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.
