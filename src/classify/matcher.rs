@@ -110,6 +110,9 @@ pub struct Matcher<'r, 't> {
     rules: &'r RuleSet,
     tokens: &'t [Token<'t>],
     hits: Vec<Hit>,
+    /// Every rule word in the text, word boundaries or not: `unless` lists use these, since a word that
+    /// only vetoes is safe to find anywhere (工伤 in 工伤认定).
+    anywhere: Vec<WordId>,
     /// The rules that use a word found in the message, by kind, sorted: only they can fire.
     candidates: Candidates,
     /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
@@ -121,7 +124,9 @@ impl<'r, 't> Matcher<'r, 't> {
     pub fn new(rules: &'r RuleSet, text: &str, tokens: &'t [Token<'t>]) -> Self {
         let starts: Vec<usize> = tokens.iter().map(|t| t.start).collect();
         let mut hits = Vec::new();
+        let mut anywhere = Vec::new();
         for m in rules.automaton.find_overlapping_iter(text) {
+            anywhere.push(m.pattern().as_u32());
             let Some(token) = aligned_token(rules, text, tokens, &starts, m.start(), m.end()) else {
                 continue;
             };
@@ -137,6 +142,8 @@ impl<'r, 't> Matcher<'r, 't> {
         }
         hits.sort_unstable();
         hits.dedup();
+        anywhere.sort_unstable();
+        anywhere.dedup();
         let candidates = Candidates::new(
             hits.chunk_by(|a, b| a.word == b.word)
                 .flat_map(|h| rules.postings[h[0].word as usize].iter().copied()),
@@ -145,6 +152,7 @@ impl<'r, 't> Matcher<'r, 't> {
             rules,
             tokens,
             hits,
+            anywhere,
             candidates,
             help: 0.0,
             penalty: 0.0,
@@ -223,7 +231,7 @@ impl<'r, 't> Matcher<'r, 't> {
 
     /// The words that made a pattern fire, or `None`.
     fn fires(&self, p: &Pattern) -> Option<Vec<WordId>> {
-        if p.unless.iter().any(|&w| self.has(w)) {
+        if p.unless.iter().any(|w| self.anywhere.binary_search(w).is_ok()) {
             return None;
         }
         let mut words = Vec::new();
