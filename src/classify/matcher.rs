@@ -377,6 +377,8 @@ impl<'r, 't> Matcher<'r, 't> {
         let excludes = of_intent(&self.candidates.excludes, i).map(|k| &intent.excludes[k]);
         for p in excludes {
             if let Some(words) = self.fires(p) {
+                // A context that says "not this category" leaves no evidence decisive.
+                decisive = false;
                 score -= p.weight;
                 if let Some(ev) = evidence.as_deref_mut() {
                     ev.push(self.evidence_of(format!("{c}/exclude:{}", p.name), &words, -p.weight));
