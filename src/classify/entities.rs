@@ -110,10 +110,14 @@ pub fn extract(
 ) -> Vec<Entity> {
     let mut found: Vec<(usize, Entity)> = Vec::new();
     // Plates, phones, highway codes and amounts in digits all need a digit; most messages have none.
-    let has_digit = text.bytes().any(|b| b.is_ascii_digit());
+    let with_digits = if text.bytes().any(|b| b.is_ascii_digit()) {
+        text
+    } else {
+        ""
+    };
     let mut taken: Vec<(usize, usize)> = Vec::new();
 
-    for c in PLATE.captures_iter(if has_digit { text } else { "" }) {
+    for c in PLATE.captures_iter(with_digits) {
         let m = c.get(0).expect("whole match");
         let rest = &c[3];
         if !rest.bytes().any(|b| b.is_ascii_digit()) || alnum_at(text, m.end()) {
@@ -129,7 +133,7 @@ pub fn extract(
             },
         ));
     }
-    for m in PHONE.find_iter(if has_digit { text } else { "" }) {
+    for m in PHONE.find_iter(with_digits) {
         if digit_before(text, m.start()) || digit_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
@@ -143,7 +147,7 @@ pub fn extract(
             },
         ));
     }
-    for m in HIGHWAY.find_iter(if has_digit { text } else { "" }) {
+    for m in HIGHWAY.find_iter(with_digits) {
         if alnum_before(text, m.start()) || alnum_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
@@ -155,7 +159,7 @@ pub fn extract(
             },
         ));
     }
-    for c in ARABIC_AMOUNT.captures_iter(if has_digit { text } else { "" }) {
+    for c in ARABIC_AMOUNT.captures_iter(with_digits) {
         let m = c.get(0).expect("whole match");
         if alnum_before(text, m.start()) || overlaps(&taken, m.start(), m.end()) {
             continue;

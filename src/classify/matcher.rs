@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::normalize::is_punctuation;
-use super::rules::{Intent, Keyword, Pattern, Posting, RuleSet, WordId};
+use super::rules::{Keyword, Pattern, Posting, RuleSet, WordId};
 use super::taxonomy::{Category, Priority};
 
 /// One segment of the normalized text.
@@ -122,12 +122,11 @@ pub struct Matcher<'r, 't> {
 
 impl<'r, 't> Matcher<'r, 't> {
     pub fn new(rules: &'r RuleSet, text: &str, tokens: &'t [Token<'t>]) -> Self {
-        let starts: Vec<usize> = tokens.iter().map(|t| t.start).collect();
         let mut hits = Vec::new();
         let mut anywhere = Vec::new();
         for m in rules.automaton.find_overlapping_iter(text) {
             anywhere.push(m.pattern().as_u32());
-            let Some(token) = aligned_token(rules, text, tokens, &starts, m.start(), m.end()) else {
+            let Some(token) = aligned_token(rules, text, tokens, m.start(), m.end()) else {
                 continue;
             };
             let word = m.pattern().as_u32();
@@ -307,11 +306,11 @@ impl<'r, 't> Matcher<'r, 't> {
         let mut categories: Vec<CategoryScore> = with_evidence
             .into_iter()
             .filter_map(|i| {
-                let intent = &rules.intents[i as usize];
-                let judgement = self.judge(i, intent, None)?;
+                let judgement = self.judge(i, None)?;
+                let category = rules.intents[i as usize].category;
                 Some(CategoryScore {
-                    category: intent.category,
-                    score: round(self.after_penalty(intent.category, judgement.score)),
+                    category,
+                    score: round(self.after_penalty(category, judgement.score)),
                     decisive: judgement.decisive,
                 })
             })
@@ -324,8 +323,7 @@ impl<'r, 't> Matcher<'r, 't> {
     /// What bears on one category: its keywords, phrases and exclusions that fired.
     pub fn evidence(&self, category: Category) -> Vec<Evidence> {
         let mut evidence = Vec::new();
-        let i = category as u16;
-        self.judge(i, &self.rules.intents[i as usize], Some(&mut evidence));
+        self.judge(category as u16, Some(&mut evidence));
         evidence
     }
 
@@ -340,8 +338,9 @@ impl<'r, 't> Matcher<'r, 't> {
     }
 
     /// One category's score before the chatter penalty, or `None` when nothing speaks for it.
-    fn judge(&self, i: u16, intent: &Intent, mut evidence: Option<&mut Vec<Evidence>>) -> Option<Judgement> {
+    fn judge(&self, i: u16, mut evidence: Option<&mut Vec<Evidence>>) -> Option<Judgement> {
         let settings = &self.rules.settings;
+        let intent = &self.rules.intents[i as usize];
         let c = intent.category;
         let keywords = of_intent(&self.candidates.keywords, i).map(|k| &intent.keywords[k]);
         let (found, negated) = self.keywords(keywords);
@@ -415,16 +414,9 @@ const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', 
 /// A word counts where it spans whole tokens; where it ends a compound of which it is the head (开锅 in
 /// 水箱开锅), unless the compound is a rule word of its own (着火 does not count in 打不着火); and where only
 /// particles follow it inside its token. It never counts as the start of a longer word: 事故 is not in 事故车.
-fn aligned_token(
-    rules: &RuleSet,
-    text: &str,
-    tokens: &[Token<'_>],
-    starts: &[usize],
-    start: usize,
-    end: usize,
-) -> Option<usize> {
-    let token_of = |at: usize| starts.partition_point(|&s| s <= at) - 1;
-    let token_end = |t: usize| starts.get(t + 1).copied().unwrap_or(text.len());
+fn aligned_token(rules: &RuleSet, text: &str, tokens: &[Token<'_>], start: usize, end: usize) -> Option<usize> {
+    let token_of = |at: usize| tokens.partition_point(|t| t.start <= at) - 1;
+    let token_end = |t: usize| tokens.get(t + 1).map_or(text.len(), |next| next.start);
     let first = token_of(start);
     let last = token_of(end - 1);
     let starts_token = tokens[first].start == start;

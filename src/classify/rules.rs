@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -190,7 +190,7 @@ pub struct RuleSet {
     /// For each word, the rules that use it (not counting `unless` lists).
     pub postings: Vec<Vec<Posting>>,
     /// Word text to id.
-    pub index: HashMap<String, WordId>,
+    pub index: FxHashMap<String, WordId>,
     pub automaton: AhoCorasick,
     /// One per category, in [`Category::ALL`] order.
     pub intents: Vec<Intent>,
@@ -212,7 +212,7 @@ impl RuleSet {
         let mut b = Builder {
             normalizer,
             words: Vec::new(),
-            ids: HashMap::new(),
+            ids: FxHashMap::default(),
             errors,
             examples: Vec::new(),
         };
@@ -332,7 +332,7 @@ fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keywo
 struct Builder<'a> {
     normalizer: &'a Normalizer,
     words: Vec<String>,
-    ids: HashMap<String, WordId>,
+    ids: FxHashMap<String, WordId>,
     errors: &'a mut Vec<RuleError>,
     examples: Vec<Example>,
 }
