@@ -2,7 +2,13 @@
 //!
 //! This crate holds the logic; `src/main.rs` is a thin command line over it.
 
+pub mod auth;
 pub mod batch;
 pub mod classify;
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod eval;
+pub mod sla;
+pub mod store;
+pub mod tickets;

@@ -1,0 +1,185 @@
+//! API credentials: responders' tokens and ingest keys. Each is 32 random bytes, shown once; the database
+//! keeps only its SHA-256.
+//!
+//! A fast hash is the right one here: the secrets are random, not chosen by people, so there is nothing to
+//! guess, and every API request checks one. (People's passwords, for the dashboard, get a slow hash.)
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::store::{is_unique_violation, Db};
+use crate::tickets::state::Actor;
+use crate::tickets::ResponderId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Responder,
+    Supervisor,
+}
+
+impl Role {
+    pub fn id(self) -> &'static str {
+        match self {
+            Role::Responder => "responder",
+            Role::Supervisor => "supervisor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Responder {
+    pub id: ResponderId,
+    pub name: String,
+    pub role: Role,
+}
+
+impl Responder {
+    pub fn actor(&self) -> Actor {
+        match self.role {
+            Role::Responder => Actor::Responder(self.id),
+            Role::Supervisor => Actor::Supervisor(self.id),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the name must not be empty")]
+    EmptyName,
+    #[error("{kind} {name:?} already exists")]
+    Exists { kind: &'static str, name: String },
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// A new secret: a prefix that says what it is for, then 64 hex digits.
+fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    let mut secret = String::with_capacity(prefix.len() + 64);
+    secret.push_str(prefix);
+    for b in bytes {
+        secret.push_str(&format!("{b:02x}"));
+    }
+    secret
+}
+
+pub fn hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn checked_name(name: &str) -> Result<&str, AuthError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AuthError::EmptyName);
+    }
+    Ok(name)
+}
+
+/// Adds a responder and returns them with their API token, which is not stored and cannot be shown again.
+pub async fn add_responder(db: &Db, name: &str, role: Role, now: i64) -> Result<(Responder, String), AuthError> {
+    let name = checked_name(name)?;
+    let token = new_secret("sqr_");
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO responders (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(name)
+    .bind(role.id())
+    .bind(hash(&token))
+    .bind(now)
+    .fetch_one(db.pool())
+    .await
+    .map_err(|e| match is_unique_violation(&e) {
+        true => AuthError::Exists {
+            kind: "responder",
+            name: name.to_owned(),
+        },
+        false => AuthError::Sql(e),
+    })?;
+    let responder = Responder {
+        id: ResponderId(id),
+        name: name.to_owned(),
+        role,
+    };
+    Ok((responder, token))
+}
+
+/// Adds an ingest key (for bridges posting messages) and returns it; only its hash is kept.
+pub async fn add_ingest_key(db: &Db, name: &str, now: i64) -> Result<String, AuthError> {
+    let name = checked_name(name)?;
+    let key = new_secret("sqk_");
+    sqlx::query("INSERT INTO ingest_keys (name, key_hash, created_at) VALUES ($1, $2, $3)")
+        .bind(name)
+        .bind(hash(&key))
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .map_err(|e| match is_unique_violation(&e) {
+            true => AuthError::Exists {
+                kind: "ingest key",
+                name: name.to_owned(),
+            },
+            false => AuthError::Sql(e),
+        })?;
+    Ok(key)
+}
+
+/// The responder a token belongs to.
+pub async fn responder_by_token(db: &Db, token: &str) -> Result<Option<Responder>, sqlx::Error> {
+    let row = sqlx::query("SELECT id, name, role FROM responders WHERE token_hash = $1")
+        .bind(hash(token))
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|row| {
+        let role: String = row.try_get("role")?;
+        Ok(Responder {
+            id: ResponderId(row.try_get("id")?),
+            name: row.try_get("name")?,
+            role: if role == "supervisor" {
+                Role::Supervisor
+            } else {
+                Role::Responder
+            },
+        })
+    })
+    .transpose()
+}
+
+/// The name of the ingest key, if `key` is one.
+pub async fn ingest_key_name(db: &Db, key: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM ingest_keys WHERE key_hash = $1")
+        .bind(hash(key))
+        .fetch_optional(db.pool())
+        .await
+}
+
+pub async fn responder_exists(db: &Db, id: ResponderId) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM responders WHERE id = $1")
+        .bind(id.0)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(found.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_hashes_are_stable() {
+        let (a, b) = (new_secret("sqr_"), new_secret("sqr_"));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 64);
+        assert_eq!(hash(&a), hash(&a));
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Service-level agreements: how soon a ticket must get its first response and its resolution, and the
+//! warnings and breaches that escalate it when a deadline is near or missed.
+
+mod policy;
+
+pub use policy::{Deadline, Policy, SlaConfig, Stage, Target};

@@ -1,0 +1,184 @@
+//! A fresh database per test, on either backend, and the suite macro that runs a test on both.
+//!
+//! SQLite: a file in a temporary directory. PostgreSQL: a new database on the server named by
+//! `SUQIU_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped when the test
+//! ends; `.ci/run` names a database of its own per run, and drops any that a failed test left behind.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use sqlx::Connection;
+use suqiu::classify::Classifier;
+use suqiu::clock::{ManualClock, SharedClock};
+use suqiu::config::IntakeConfig;
+use suqiu::sla::SlaConfig;
+use suqiu::store::Db;
+use suqiu::tickets::intake::{InboundMessage, Intake, IntakeSettings};
+
+/// 2026-11-02 08:00 UTC: tests start the clock here.
+pub const T0: i64 = 1_793_606_400_000;
+pub const MINUTE: i64 = 60_000;
+
+pub fn classifier() -> Arc<Classifier> {
+    static CLASSIFIER: OnceLock<Arc<Classifier>> = OnceLock::new();
+    CLASSIFIER
+        .get_or_init(|| Arc::new(Classifier::builtin().expect("the built-in rules load")))
+        .clone()
+}
+
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("data/suqiu.db").display());
+        let db = Db::connect(&url).await.expect("sqlite connects");
+        db.migrate().await.expect("sqlite migrates");
+        TestDb {
+            db,
+            url,
+            postgres: None,
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> TestDb {
+        let admin = postgres_admin_url();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "{}_{}_{}",
+            database_prefix(&admin),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL at {admin} (set SUQIU_TEST_POSTGRES_URL to a server the tests may create databases on): {e}")
+        });
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+        let url = with_database(&admin, &name);
+        let db = Db::connect(&url).await.expect("postgres connects");
+        db.migrate().await.expect("postgres migrates");
+        TestDb {
+            db,
+            url,
+            postgres: Some((admin, name)),
+            _dir: None,
+        }
+    }
+
+    /// Closes the pool and drops a PostgreSQL test database. Tests call it last; one that fails leaves its
+    /// database for `.ci/run` to drop.
+    pub async fn finish(self) {
+        self.db.close().await;
+        if let Some((admin, name)) = &self.postgres {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(self.db.pool())
+            .await
+            .unwrap()
+    }
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("SUQIU_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Test databases are named after the database in the URL, so that each CI run's are its own.
+fn database_prefix(url: &str) -> String {
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap_or("suqiu")
+        .split('?')
+        .next()
+        .unwrap_or("suqiu");
+    let clean: String = db.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    format!("{}_t", if clean.is_empty() { "suqiu" } else { &clean })
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// An intake on `db` with a manual clock at [`T0`].
+pub fn intake(db: &Db) -> (Intake, Arc<ManualClock>) {
+    let clock = ManualClock::at(T0);
+    let shared: SharedClock = clock.clone();
+    let defaults = IntakeConfig::default();
+    let (intake, _) = Intake::start(
+        db.clone(),
+        classifier(),
+        shared,
+        IntakeSettings {
+            follow_up_window: defaults.follow_up_window,
+            max_batch: defaults.max_batch,
+            sla: SlaConfig::default(),
+        },
+    );
+    (intake, clock)
+}
+
+/// A message from `sender` in the chat `group-1`, sent at `at`.
+pub fn message(id: &str, sender: &str, text: &str, at: i64) -> InboundMessage {
+    InboundMessage {
+        channel: "telegram".into(),
+        chat: "group-1".into(),
+        message_id: id.into(),
+        sender: sender.into(),
+        sender_name: Some(format!("司机{sender}")),
+        text: text.into(),
+        sent_at: Some(jiff::Timestamp::from_millisecond(at).unwrap()),
+        reply_to: None,
+    }
+}
+
+/// Runs each listed `async fn(TestDb)` on SQLite and on PostgreSQL, as `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::support::TestDb::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::support::TestDb::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
