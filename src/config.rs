@@ -100,6 +100,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail returns its own large error type
 mod tests {
     use super::*;
 

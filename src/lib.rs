@@ -2,6 +2,7 @@
 //!
 //! This crate holds the logic; `src/main.rs` is a thin command line over it.
 
+pub mod app;
 pub mod auth;
 pub mod batch;
 pub mod classify;
@@ -12,3 +13,4 @@ pub mod eval;
 pub mod sla;
 pub mod store;
 pub mod tickets;
+pub mod web;

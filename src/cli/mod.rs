@@ -1,4 +1,7 @@
-//! The command line: `suqiu classify`, `suqiu eval`, `suqiu check`.
+//! The command line: the service (`serve`, `migrate`, `responder`, `ingest-key`) and the classifier's tools
+//! (`classify`, `eval`, `check`).
+
+mod service;
 
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -22,12 +25,26 @@ pub struct Cli {
     #[arg(long, global = true, env = "SUQIU_RULES", value_name = "DIR")]
     pub rules: Option<PathBuf>,
 
+    /// The configuration file (TOML); `SUQIU_…` environment variables override its keys.
+    #[arg(long, global = true, env = "SUQIU_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service: HTTP API on the configured address, the database migrated first.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Manage the response team's accounts.
+    #[command(subcommand)]
+    Responder(service::ResponderCommand),
+    /// Manage the keys that bridges use to post messages.
+    #[command(subcommand, name = "ingest-key")]
+    IngestKey(service::IngestKeyCommand),
     /// Classify one message and explain the result, or a batch from standard input.
     Classify {
         /// The message; omit it with --stdin.
@@ -58,8 +75,12 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Check = cli.command {
-        return check(cli.rules.as_deref());
+    match cli.command {
+        Command::Check => return check(cli.rules.as_deref()),
+        Command::Serve | Command::Migrate | Command::Responder(_) | Command::IngestKey(_) => {
+            return service::run(cli);
+        }
+        _ => {}
     }
     let classifier =
         load(cli.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
@@ -116,7 +137,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Check => unreachable!("handled above"),
+        Command::Check | Command::Serve | Command::Migrate | Command::Responder(_) | Command::IngestKey(_) => {
+            unreachable!("handled above")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

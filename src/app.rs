@@ -1,0 +1,101 @@
+//! The service assembled: configuration in; the database migrated, intake started and the HTTP server bound.
+//!
+//! [`Application::build`] binds the listener before returning, so a caller (or a test, with port 0) knows the
+//! address; [`Application::run`] serves until the shutdown future completes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+
+use crate::classify::Classifier;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::store::Db;
+use crate::tickets::intake::{Intake, IntakeSettings};
+use crate::web::{self, AppState};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: &Config, classifier: Arc<Classifier>, clock: SharedClock) -> Result<Application> {
+        config.sla.validate().map_err(anyhow::Error::msg)?;
+        let url = config.database_url();
+        let db = Db::connect(&url)
+            .await
+            .with_context(|| format!("failed to open the database {}", redact(&url)))?;
+        db.migrate().await?;
+        let (intake, _writer) = Intake::start(
+            db.clone(),
+            classifier,
+            clock.clone(),
+            IntakeSettings {
+                follow_up_window: config.intake.follow_up_window,
+                max_batch: config.intake.max_batch,
+                sla: config.sla.clone(),
+            },
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let state = AppState {
+            db,
+            intake,
+            sla: Arc::new(config.sla.clone()),
+            clock,
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let db = self.state.db.clone();
+        axum::serve(self.listener, web::router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the HTTP server failed")?;
+        db.close().await;
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            redact("postgres://suqiu:s3cret@db:5432/suqiu"),
+            "postgres://suqiu:***@db:5432/suqiu"
+        );
+        assert_eq!(redact("sqlite://data/suqiu.db"), "sqlite://data/suqiu.db");
+    }
+}

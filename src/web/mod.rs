@@ -1,0 +1,297 @@
+//! The HTTP API (axum): ingest for bridges, the ticket API for responders, health.
+//!
+//! Handlers only translate: HTTP in, a call to intake or the desk, JSON out. No SQL and no rules here.
+
+mod error;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub use error::ApiError;
+
+use crate::auth::{self, Responder};
+use crate::classify::{Category, Label};
+use crate::clock::SharedClock;
+use crate::sla::SlaConfig;
+use crate::store::Db;
+use crate::tickets::desk::{self, Filter, TicketDetail, TicketSummary};
+use crate::tickets::intake::{InboundMessage, Intake, Outcome};
+use crate::tickets::state::Action;
+use crate::tickets::{ResponderId, Status, TicketId};
+
+/// The largest request body accepted: a message is at most 64 KiB of text.
+pub const MAX_BODY: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub intake: Intake,
+    pub sla: Arc<SlaConfig>,
+    pub clock: SharedClock,
+}
+
+pub fn router(state: AppState) -> Router {
+    let tickets = Router::new()
+        .route("/", get(list_tickets))
+        .route("/{id}", get(ticket))
+        .route("/{id}/claim", post(claim))
+        .route("/{id}/reply", post(reply))
+        .route("/{id}/note", post(note))
+        .route("/{id}/transfer", post(transfer))
+        .route("/{id}/reclassify", post(reclassify))
+        .route("/{id}/resolve", post(resolve))
+        .route("/{id}/reopen", post(reopen));
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/api/v1/messages", post(ingest))
+        .nest("/api/v1/tickets", tickets)
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// JSON bodies whose errors are answered as API errors.
+struct Body<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(Body(value))
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer …` header"))
+}
+
+/// The responder a request's token belongs to.
+struct Caller(Responder);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        auth::responder_by_token(&state.db, token)
+            .await?
+            .map(Caller)
+            .ok_or_else(|| ApiError::unauthorized("unknown responder token"))
+    }
+}
+
+/// A request made with an ingest key.
+struct Ingester;
+
+impl FromRequestParts<AppState> for Ingester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts)?;
+        match auth::ingest_key_name(&state.db, key).await? {
+            Some(_) => Ok(Ingester),
+            None => Err(ApiError::unauthorized("unknown ingest key")),
+        }
+    }
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such resource: {}", uri.path()),
+    )
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    sqlx::query("SELECT 1").execute(state.db.pool()).await?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    _: Ingester,
+    Body(message): Body<InboundMessage>,
+) -> Result<Json<Outcome>, ApiError> {
+    Ok(Json(state.intake.submit(message).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    category: Option<String>,
+    priority: Option<String>,
+    chat: Option<String>,
+    /// RFC 3339.
+    due_before: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_tickets(
+    State(state): State<AppState>,
+    _: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<TicketSummary>>, ApiError> {
+    let Query(q) = query?;
+    let filter = Filter {
+        status: q
+            .status
+            .map(|s| s.parse::<Status>())
+            .transpose()
+            .map_err(ApiError::invalid)?,
+        category: q
+            .category
+            .map(|c| c.parse::<Category>())
+            .transpose()
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
+        priority: q
+            .priority
+            .map(|p| desk::parse_priority(&p))
+            .transpose()
+            .map_err(ApiError::from)?,
+        chat: q.chat,
+        due_before: q
+            .due_before
+            .map(|t| {
+                t.parse::<jiff::Timestamp>()
+                    .map(|t| t.as_millisecond())
+                    .map_err(|e| ApiError::invalid(format!("due_before {t:?} is not an RFC 3339 time: {e}")))
+            })
+            .transpose()?,
+        limit: q.limit,
+    };
+    Ok(Json(desk::list(&state.db, &filter).await?))
+}
+
+type TicketPath = Result<Path<i64>, axum::extract::rejection::PathRejection>;
+
+async fn ticket(State(state): State<AppState>, _: Caller, id: TicketPath) -> Result<Json<TicketDetail>, ApiError> {
+    let Path(id) = id?;
+    Ok(Json(desk::detail(&state.db, TicketId(id)).await?))
+}
+
+async fn act(
+    state: &AppState,
+    caller: &Responder,
+    id: TicketPath,
+    action: Action,
+    text: Option<&str>,
+) -> Result<Json<TicketSummary>, ApiError> {
+    let Path(id) = id?;
+    let now = state.clock.now_ms();
+    let summary = desk::act(&state.db, &state.sla, now, TicketId(id), caller.actor(), action, text).await?;
+    Ok(Json(summary))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextBody {
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReclassifyBody {
+    /// A category id, or `none` for "not an appeal".
+    category: String,
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    id: TicketPath,
+) -> Result<Json<TicketSummary>, ApiError> {
+    act(&state, &me, id, Action::Claim, None).await
+}
+
+async fn reply(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    id: TicketPath,
+    Body(body): Body<TextBody>,
+) -> Result<Json<TicketSummary>, ApiError> {
+    act(&state, &me, id, Action::Reply, Some(&body.text)).await
+}
+
+async fn note(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    id: TicketPath,
+    Body(body): Body<TextBody>,
+) -> Result<Json<TicketSummary>, ApiError> {
+    act(&state, &me, id, Action::Note, Some(&body.text)).await
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    id: TicketPath,
+    Body(body): Body<TransferBody>,
+) -> Result<Json<TicketSummary>, ApiError> {
+    let to = ResponderId(body.to);
+    if !auth::responder_exists(&state.db, to).await? {
+        return Err(ApiError::invalid(format!("responder {} does not exist", body.to)));
+    }
+    act(&state, &me, id, Action::Transfer { to }, None).await
+}
+
+async fn reclassify(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    id: TicketPath,
+    Body(body): Body<ReclassifyBody>,
+) -> Result<Json<TicketSummary>, ApiError> {
+    let action = match body.category.parse::<Label>() {
+        Ok(Label::None) => Action::NotAnAppeal,
+        Ok(Label::Appeal(category)) => Action::Reclassify { category },
+        Err(e) => return Err(ApiError::invalid(e.to_string())),
+    };
+    act(&state, &me, id, action, None).await
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    id: TicketPath,
+) -> Result<Json<TicketSummary>, ApiError> {
+    act(&state, &me, id, Action::Resolve, None).await
+}
+
+async fn reopen(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    id: TicketPath,
+) -> Result<Json<TicketSummary>, ApiError> {
+    act(&state, &me, id, Action::Reopen, None).await
+}

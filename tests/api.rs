@@ -1,0 +1,342 @@
+//! The HTTP API, served on a random local port, against a real SQLite file and a real PostgreSQL server.
+
+mod support;
+
+use std::sync::Arc;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use support::{classifier, TestDb, T0};
+use suqiu::app::Application;
+use suqiu::auth::{self, Role};
+use suqiu::clock::{ManualClock, SharedClock};
+use suqiu::config::Config;
+
+on_both_backends!(
+    a_driver_appeal_goes_from_ingest_to_resolution_over_http,
+    bad_requests_get_json_errors_and_store_nothing,
+    a_responders_token_cannot_act_for_another,
+    the_queue_filters_by_status_and_deadline,
+);
+
+struct TestApp {
+    base: String,
+    http: Client,
+    ingest_key: String,
+    tokens: Vec<String>,
+    ids: Vec<i64>,
+    t: TestDb,
+    _clock: Arc<ManualClock>,
+}
+
+impl TestApp {
+    async fn spawn(t: TestDb) -> TestApp {
+        let config = Config {
+            database_url: Some(t.url.clone()),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        let clock = ManualClock::at(T0);
+        let shared: SharedClock = clock.clone();
+        let app = Application::build(&config, classifier(), shared).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run(std::future::pending()));
+        let ingest_key = auth::add_ingest_key(&t.db, "bridge", T0).await.unwrap();
+        let (mut tokens, mut ids) = (Vec::new(), Vec::new());
+        for name in ["王师傅", "李师傅"] {
+            let (responder, token) = auth::add_responder(&t.db, name, Role::Responder, T0).await.unwrap();
+            tokens.push(token);
+            ids.push(responder.id.0);
+        }
+        TestApp {
+            base,
+            http: Client::new(),
+            ingest_key,
+            tokens,
+            ids,
+            t,
+            _clock: clock,
+        }
+    }
+
+    async fn ingest(&self, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/messages", self.base))
+            .bearer_auth(&self.ingest_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    /// POST `path` as responder `who` (an index into the tokens).
+    async fn post(&self, who: usize, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/tickets{path}", self.base))
+            .bearer_auth(&self.tokens[who])
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn get(&self, who: usize, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/tickets{path}", self.base))
+            .bearer_auth(&self.tokens[who])
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+}
+
+fn appeal(id: &str, text: &str) -> Value {
+    json!({
+        "channel": "telegram", "chat": "group-1", "message_id": id, "sender": "d1",
+        "sender_name": "张师傅", "text": text, "sent_at": "2026-11-02T08:00:00Z"
+    })
+}
+
+async fn a_driver_appeal_goes_from_ingest_to_resolution_over_http(t: TestDb) {
+    let app = TestApp::spawn(t).await;
+    let (status, body) = app.ingest(appeal("1", "车坏在半路了，发动机打不着火，需要拖车")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["disposition"], "opened");
+    assert_eq!(body["classification"]["label"], "breakdown");
+    let id = body["ticket"]["id"].as_i64().unwrap();
+
+    let (status, again) = app.ingest(appeal("1", "车坏在半路了，发动机打不着火，需要拖车")).await;
+    assert_eq!(
+        (status, &again["duplicate"], &again["ticket"]["id"]),
+        (StatusCode::OK, &json!(true), &json!(id))
+    );
+
+    let (status, claimed) = app.post(0, &format!("/{id}/claim"), json!({})).await;
+    assert_eq!((status, claimed["status"].as_str()), (StatusCode::OK, Some("claimed")));
+    assert_eq!(claimed["assignee_name"], "王师傅");
+    let (status, replied) = app
+        .post(0, &format!("/{id}/reply"), json!({ "text": "救援车已出发" }))
+        .await;
+    assert_eq!(
+        (status, replied["status"].as_str()),
+        (StatusCode::OK, Some("responded"))
+    );
+    let (status, noted) = app
+        .post(0, &format!("/{id}/note"), json!({ "text": "司机电话已联系" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{noted}");
+    let (status, resolved) = app.post(0, &format!("/{id}/resolve"), json!({})).await;
+    assert_eq!(
+        (status, resolved["status"].as_str()),
+        (StatusCode::OK, Some("resolved"))
+    );
+
+    let (status, detail) = app.get(1, &format!("/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["created", "classified", "claimed", "replied", "noted", "resolved"]
+    );
+    assert_eq!(detail["messages"][0]["text"], "车坏在半路了，发动机打不着火，需要拖车");
+    app.t.finish().await;
+}
+
+async fn bad_requests_get_json_errors_and_store_nothing(t: TestDb) {
+    let app = TestApp::spawn(t).await;
+    let url = format!("{}/api/v1/messages", app.base);
+    let send = |body: Vec<u8>, key: Option<String>| {
+        let mut request = app
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body["error"]["code"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    let key = Some(app.ingest_key.clone());
+    // (what, body, credential, status, error code)
+    type Case<'a> = (&'a str, Vec<u8>, Option<String>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed",
+            b"{\"channel\": ".to_vec(),
+            key.clone(),
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+        (
+            "missing field",
+            br#"{"channel":"telegram","chat":"g","message_id":"1","text":"hi"}"#.to_vec(),
+            key.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "empty id",
+            br#"{"channel":"telegram","chat":"g","message_id":" ","sender":"d","text":"hi"}"#.to_vec(),
+            key.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "10 MB",
+            format!(
+                r#"{{"channel":"t","chat":"g","message_id":"1","sender":"d","text":"{}"}}"#,
+                "车".repeat(3_500_000)
+            )
+            .into_bytes(),
+            key.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "not UTF-8",
+            b"{\"channel\":\"t\",\"chat\":\"g\",\"message_id\":\"1\",\"sender\":\"d\",\"text\":\"\xff\xfe\"}".to_vec(),
+            key.clone(),
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+        ),
+        (
+            "no key",
+            br#"{"channel":"t","chat":"g","message_id":"1","sender":"d","text":"hi"}"#.to_vec(),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "a responder token is not an ingest key",
+            br#"{"channel":"t","chat":"g","message_id":"1","sender":"d","text":"hi"}"#.to_vec(),
+            Some(app.tokens[0].clone()),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+    ];
+    for (name, body, key, status, code) in cases {
+        assert_eq!(send(body, key).await, (status, code.to_owned()), "{name}");
+    }
+    assert_eq!(app.t.count("messages").await, 0, "nothing stored from bad requests");
+
+    let (status, body) = app.post(0, "/999/claim", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = app.get(0, "/1/nothing-here").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = app.get(0, "/abc").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = app.get(0, "?status=pending").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+
+    let (_, opened) = app.ingest(appeal("1", "老板拖欠运费三个月了，八千多块一直不给")).await;
+    let id = opened["ticket"]["id"].as_i64().unwrap();
+    app.post(0, &format!("/{id}/claim"), json!({})).await;
+    app.post(0, &format!("/{id}/resolve"), json!({})).await;
+    let events = app.t.count("ticket_events").await;
+    let (status, body) = app.post(1, &format!("/{id}/claim"), json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("illegal_transition"))
+    );
+    let (status, body) = app
+        .post(0, &format!("/{id}/reclassify"), json!({ "category": "acident" }))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+    assert_eq!(
+        app.t.count("ticket_events").await,
+        events,
+        "refused actions record nothing"
+    );
+    app.t.finish().await;
+}
+
+async fn a_responders_token_cannot_act_for_another(t: TestDb) {
+    let app = TestApp::spawn(t).await;
+    let (_, opened) = app.ingest(appeal("1", "车坏在半路了，发动机打不着火，需要拖车")).await;
+    let id = opened["ticket"]["id"].as_i64().unwrap();
+    app.post(0, &format!("/{id}/claim"), json!({})).await;
+
+    let (status, body) = app.post(1, &format!("/{id}/reply"), json!({ "text": "我来" })).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = app.post(1, &format!("/{id}/resolve"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let response = app
+        .http
+        .post(format!("{}/api/v1/tickets/{id}/resolve", app.base))
+        .bearer_auth("sqr_not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Transferred, the ticket is the other responder's to work, and the log says who did what.
+    let (me, other) = (app.ids[0], app.ids[1]);
+    let (status, moved) = app.post(0, &format!("/{id}/transfer"), json!({ "to": other })).await;
+    assert_eq!(
+        (status, moved["assignee_name"].as_str()),
+        (StatusCode::OK, Some("李师傅"))
+    );
+    let (status, _) = app
+        .post(1, &format!("/{id}/reply"), json!({ "text": "我来处理" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, detail) = app.get(0, &format!("/{id}")).await;
+    let actors: Vec<Value> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].clone())
+        .collect();
+    assert_eq!(actors, [Value::Null, Value::Null, json!(me), json!(me), json!(other)]);
+    app.t.finish().await;
+}
+
+async fn the_queue_filters_by_status_and_deadline(t: TestDb) {
+    let app = TestApp::spawn(t).await;
+    let (_, accident) = app
+        .ingest(appeal("1", "我的车在京昆高速侧翻了，人受伤了，快来人"))
+        .await;
+    let mut second = appeal("2", "老板拖欠运费三个月了，八千多块一直不给");
+    second["sender"] = json!("d2");
+    let (_, arrears) = app.ingest(second).await;
+    let (status, open) = app.get(0, "?status=open").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&Value> = open.as_array().unwrap().iter().map(|t| &t["id"]).collect();
+    assert_eq!(ids, [&accident["ticket"]["id"], &arrears["ticket"]["id"]]);
+    let (_, soon) = app.get(0, "?due_before=2026-11-02T08:10:00Z").await;
+    assert_eq!(soon.as_array().unwrap().len(), 1);
+    let (_, by_category) = app.get(0, "?category=freight_arrears&priority=P2").await;
+    assert_eq!(by_category[0]["id"], arrears["ticket"]["id"]);
+    app.t.finish().await;
+}
