@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::classify::Classifier;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::sla::Scheduler;
 use crate::store::Db;
 use crate::tickets::intake::{Intake, IntakeSettings};
 use crate::web::{self, AppState};
@@ -30,6 +32,7 @@ impl Application {
             .await
             .with_context(|| format!("failed to open the database {}", redact(&url)))?;
         db.migrate().await?;
+        let deadlines_changed = Arc::new(Notify::new());
         let (intake, _writer) = Intake::start(
             db.clone(),
             classifier,
@@ -38,6 +41,7 @@ impl Application {
                 follow_up_window: config.intake.follow_up_window,
                 max_batch: config.intake.max_batch,
                 sla: config.sla.clone(),
+                deadlines_changed: deadlines_changed.clone(),
             },
         );
         let listener = TcpListener::bind(config.listen)
@@ -48,6 +52,7 @@ impl Application {
             intake,
             sla: Arc::new(config.sla.clone()),
             clock,
+            deadlines_changed,
         };
         Ok(Application { listener, state })
     }
@@ -60,15 +65,26 @@ impl Application {
         &self.state.db
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves, and fires SLA deadlines, until `shutdown` completes; then finishes the requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let db = self.state.db.clone();
-        axum::serve(self.listener, web::router(self.state))
+        let stop = Arc::new(Notify::new());
+        let scheduler = Scheduler::new(
+            db.clone(),
+            self.state.clock.clone(),
+            self.state.sla.clone(),
+            self.state.deadlines_changed.clone(),
+        );
+        let stopped = stop.clone();
+        let scheduler = tokio::spawn(async move { scheduler.run(stopped.notified()).await });
+        let served = axum::serve(self.listener, web::router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
-            .context("the HTTP server failed")?;
+            .context("the HTTP server failed");
+        stop.notify_one();
+        let _ = scheduler.await;
         db.close().await;
-        Ok(())
+        served
     }
 }
 

@@ -2,5 +2,7 @@
 //! warnings and breaches that escalate it when a deadline is near or missed.
 
 mod policy;
+mod scheduler;
 
 pub use policy::{Deadline, Policy, SlaConfig, Stage, Target};
+pub use scheduler::Scheduler;

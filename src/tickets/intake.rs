@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Connection, Row, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::classify::{Category, Classification, Classifier, Label, Priority};
 use crate::clock::{rfc3339, SharedClock};
@@ -149,6 +149,8 @@ pub struct IntakeSettings {
     pub follow_up_window: Duration,
     pub max_batch: usize,
     pub sla: SlaConfig,
+    /// Notified after a batch that opened tickets: the SLA scheduler has new deadlines.
+    pub deadlines_changed: Arc<Notify>,
 }
 
 struct Job {

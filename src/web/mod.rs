@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use tokio::sync::Notify;
 
 pub use error::ApiError;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub intake: Intake,
     pub sla: Arc<SlaConfig>,
     pub clock: SharedClock,
+    /// Wakes the SLA scheduler: reopening or reclassifying a ticket moves its deadlines.
+    pub deadlines_changed: Arc<Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -205,6 +208,9 @@ async fn act(
     let Path(id) = id?;
     let now = state.clock.now_ms();
     let summary = desk::act(&state.db, &state.sla, now, TicketId(id), caller.actor(), action, text).await?;
+    if matches!(action, Action::Reopen | Action::Reclassify { .. }) {
+        state.deadlines_changed.notify_waiters();
+    }
     Ok(Json(summary))
 }
 

@@ -141,6 +141,7 @@ pub fn intake(db: &Db) -> (Intake, Arc<ManualClock>) {
             follow_up_window: defaults.follow_up_window,
             max_batch: defaults.max_batch,
             sla: SlaConfig::default(),
+            deadlines_changed: Default::default(),
         },
     );
     (intake, clock)
