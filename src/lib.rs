@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod eval;
+pub mod replay;
 pub mod sla;
 pub mod store;
 pub mod tickets;

@@ -193,3 +193,76 @@ fn check_with_a_broken_rules_dir_fails_and_names_the_file_and_line() {
     let err = stderr(&output);
     assert!(err.contains(&format!("intents/health.toml:{line}:")), "{err}");
 }
+
+// ---- the service's commands ----
+
+#[test]
+fn replay_stores_every_readable_line_once_and_names_the_unreadable_ones() {
+    let dir = ScratchDir::new("replay");
+    let line = |id: u32, sender: &str, text: &str| {
+        serde_json::json!({
+            "channel": "telegram", "chat": "group-1", "message_id": id.to_string(), "sender": sender, "text": text
+        })
+        .to_string()
+    };
+    let export = [
+        line(1, "d1", "车坏在半路了，发动机打不着火，需要拖车"),
+        "{\"channel\": broken".to_owned(),
+        line(2, "d1", "在哪呢，怎么还没人来"),
+        line(3, "d2", "师傅们早上好"),
+        line(1, "d1", "车坏在半路了，发动机打不着火，需要拖车"),
+    ]
+    .join("\n");
+    std::fs::write(dir.path().join("export.jsonl"), export).unwrap();
+
+    let first = suqiu_in(&dir, &["replay", "export.jsonl"], b"");
+    assert!(!first.status.success(), "a line failed, so the command says so");
+    assert!(
+        stderr(&first).contains("export.jsonl:2: not a message"),
+        "{}",
+        stderr(&first)
+    );
+    assert!(
+        stdout(&first).contains("5 lines")
+            && stdout(&first).contains("1 tickets opened, 1 attached, 1 chatter, 1 already stored, 1 errors"),
+        "{}",
+        stdout(&first)
+    );
+    assert!(
+        dir.path().join("data/suqiu.db").exists(),
+        "the embedded database is in ./data"
+    );
+
+    let again = suqiu_in(&dir, &["replay", "export.jsonl"], b"");
+    assert!(
+        stdout(&again).contains("0 tickets opened, 0 attached, 0 chatter, 4 already stored"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn responder_add_prints_a_token_and_refuses_a_second_with_the_same_name() {
+    let dir = ScratchDir::new("responder");
+    let added = suqiu_in(&dir, &["responder", "add", "王师傅"], b"");
+    assert!(added.status.success(), "{}", stderr(&added));
+    let token = stdout(&added).trim().to_owned();
+    assert!(token.starts_with("sqr_") && token.len() == 68, "{token}");
+    let again = suqiu_in(&dir, &["responder", "add", "王师傅"], b"");
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("responder \"王师傅\" already exists"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn a_bad_configuration_file_is_named_and_nothing_starts() {
+    let dir = ScratchDir::new("config");
+    std::fs::write(dir.path().join("suqiu.toml"), "listn = \"127.0.0.1:1\"\n").unwrap();
+    let output = suqiu_in(&dir, &["--config", "suqiu.toml", "migrate"], b"");
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("listn"), "{}", stderr(&output));
+    assert!(!dir.path().join("data").exists(), "no database was created");
+}

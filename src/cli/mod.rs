@@ -39,6 +39,8 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Import a JSONL chat export (one inbound message a line) through the intake.
+    Replay { file: PathBuf },
     /// Manage the response team's accounts.
     #[command(subcommand)]
     Responder(service::ResponderCommand),
@@ -77,7 +79,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check => return check(cli.rules.as_deref()),
-        Command::Serve | Command::Migrate | Command::Responder(_) | Command::IngestKey(_) => {
+        Command::Serve | Command::Migrate | Command::Replay { .. } | Command::Responder(_) | Command::IngestKey(_) => {
             return service::run(cli);
         }
         _ => {}
@@ -137,7 +139,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Check | Command::Serve | Command::Migrate | Command::Responder(_) | Command::IngestKey(_) => {
+        Command::Check
+        | Command::Serve
+        | Command::Migrate
+        | Command::Replay { .. }
+        | Command::Responder(_)
+        | Command::IngestKey(_) => {
             unreachable!("handled above")
         }
     }

@@ -1,7 +1,13 @@
 //! The service's commands: they read the configuration and work on the database.
 
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -11,7 +17,9 @@ use crate::app::{redact, Application};
 use crate::auth::{self, Role};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;
+use crate::replay;
 use crate::store::Db;
+use crate::tickets::intake::{Intake, IntakeSettings};
 
 #[derive(Debug, Subcommand)]
 pub enum ResponderCommand {
@@ -48,6 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}: {count} migrations applied", redact(&config.database_url()));
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Replay { file } => replay(config, &file).await,
             Command::Responder(ResponderCommand::Add { name, supervisor }) => {
                 let db = open(&config).await?;
                 db.migrate().await?;
@@ -80,6 +89,58 @@ async fn open(config: &Config) -> Result<Db> {
     Db::connect(&url)
         .await
         .with_context(|| format!("failed to open the database {}", redact(&url)))
+}
+
+async fn replay(config: Config, file: &Path) -> Result<ExitCode> {
+    let input = File::open(file).with_context(|| format!("failed to open {}", file.display()))?;
+    let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let classifier =
+        load(config.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
+    let db = open(&config).await?;
+    db.migrate().await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let (intake, writer) = Intake::start(
+        db.clone(),
+        Arc::new(classifier),
+        clock,
+        IntakeSettings {
+            follow_up_window: config.intake.follow_up_window,
+            max_batch: config.intake.max_batch,
+            sla: config.sla.clone(),
+            deadlines_changed: Default::default(),
+        },
+    );
+    let progress = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
+            .expect("a valid progress template"),
+    );
+    let name = file.display().to_string();
+    let started = Instant::now();
+    let stats = replay::replay(&intake, BufReader::new(input), &progress, |line, error| {
+        progress.suspend(|| eprintln!("{name}:{line}: {error}"));
+    })
+    .await
+    .with_context(|| format!("failed to read {name}"))?;
+    progress.finish_and_clear();
+    drop(intake);
+    let _ = writer.await;
+    db.close().await;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{name}: {} lines in {seconds:.1} s ({:.0}/s): {} tickets opened, {} attached, {} chatter, {} already stored, {} errors",
+        stats.lines,
+        stats.lines as f64 / seconds.max(1e-9),
+        stats.opened,
+        stats.attached,
+        stats.chatter,
+        stats.duplicates,
+        stats.errors
+    );
+    Ok(if stats.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn serve(config: Config) -> Result<ExitCode> {

@@ -184,13 +184,28 @@ impl Intake {
 
     /// Stores, classifies and tickets one message; resolves once it is committed.
     pub async fn submit(&self, message: InboundMessage) -> Result<Outcome, IntakeError> {
+        self.send(message).await?.outcome().await
+    }
+
+    /// Queues one message and returns at once: messages are written in the order they are sent, and many
+    /// sent before their outcomes are awaited share a commit. The outcome comes from [`Pending::outcome`].
+    pub async fn send(&self, message: InboundMessage) -> Result<Pending, IntakeError> {
         message.validate()?;
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { message, reply })
             .await
             .map_err(|_| IntakeError::Stopped)?;
-        answer.await.map_err(|_| IntakeError::Stopped)?
+        Ok(Pending(answer))
+    }
+}
+
+/// A message queued for intake.
+pub struct Pending(oneshot::Receiver<Result<Outcome, IntakeError>>);
+
+impl Pending {
+    pub async fn outcome(self) -> Result<Outcome, IntakeError> {
+        self.0.await.map_err(|_| IntakeError::Stopped)?
     }
 }
 
