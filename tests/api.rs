@@ -198,17 +198,6 @@ async fn bad_requests_get_json_errors_and_store_nothing(t: TestDb) {
             "invalid_request",
         ),
         (
-            "10 MB",
-            format!(
-                r#"{{"channel":"t","chat":"g","message_id":"1","sender":"d","text":"{}"}}"#,
-                "车".repeat(3_500_000)
-            )
-            .into_bytes(),
-            key.clone(),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-        ),
-        (
             "not UTF-8",
             b"{\"channel\":\"t\",\"chat\":\"g\",\"message_id\":\"1\",\"sender\":\"d\",\"text\":\"\xff\xfe\"}".to_vec(),
             key.clone(),
@@ -233,6 +222,12 @@ async fn bad_requests_get_json_errors_and_store_nothing(t: TestDb) {
     for (name, body, key, status, code) in cases {
         assert_eq!(send(body, key).await, (status, code.to_owned()), "{name}");
     }
+    let (status, body) = announce_ten_megabytes(&app.base, &app.ingest_key).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert!(body.contains("\"payload_too_large\""), "{body}");
+    let (status, body) = stream_ten_megabytes(&app.base, &app.ingest_key).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert!(body.contains("\"payload_too_large\""), "{body}");
     assert_eq!(app.t.count("messages").await, 0, "nothing stored from bad requests");
 
     let (status, body) = app.post(0, "/999/claim", json!({})).await;
@@ -279,6 +274,66 @@ async fn bad_requests_get_json_errors_and_store_nothing(t: TestDb) {
         "refused actions record nothing"
     );
     app.t.finish().await;
+}
+
+/// Announces a 10 MB message body and waits for the answer before sending it, as a well-behaved client does
+/// (`Expect: 100-continue`): the server refuses on the announced length alone. Returns the status line and
+/// the body of the answer.
+async fn announce_ten_megabytes(base: &str, key: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nHost: suqiu\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        10 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_string(&mut answer)).await;
+    read.expect("the server answers without waiting for the body").unwrap();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sends 10 MB of message without announcing its length (chunked), reading the answer as it comes: the
+/// server stops reading at its limit and answers at once.
+async fn stream_ten_megabytes(base: &str, key: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nHost: suqiu\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let sending = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "a".repeat(64 * 1024));
+        writer.write_all(b"6\r\n{\"a\":\"\r\n").await?;
+        for _ in 0..160 {
+            writer.write_all(chunk.as_bytes()).await?;
+        }
+        writer.write_all(b"0\r\n\r\n").await
+    });
+    let mut answer = Vec::new();
+    // The server may close (or reset) the connection once it has answered: what was read is the answer.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), reader.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server answers and closes");
+    sending.abort();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 async fn a_responders_token_cannot_act_for_another(t: TestDb) {

@@ -68,6 +68,19 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        // Refused on the announced length, before a byte of it is read (a client that sent
+        // `Expect: 100-continue` never has to send it); a body without a length is cut off at the limit.
+        let announced = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > MAX_BODY as u64) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than the {MAX_BODY} bytes accepted"),
+            ));
+        }
         let Json(value) = Json::<T>::from_request(req, state).await?;
         Ok(Body(value))
     }
