@@ -293,12 +293,7 @@ async fn announce_ten_megabytes(base: &str, key: &str) -> (String, String) {
     let mut answer = String::new();
     let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_string(&mut answer)).await;
     read.expect("the server answers without waiting for the body").unwrap();
-    let status = answer.lines().next().unwrap_or_default().to_owned();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    status_and_body(&answer)
 }
 
 /// Sends 10 MB of message without announcing its length (chunked), reading the answer as it comes: the
@@ -328,6 +323,11 @@ async fn stream_ten_megabytes(base: &str, key: &str) -> (String, String) {
     assert!(read.is_ok(), "the server answers and closes");
     sending.abort();
     let answer = String::from_utf8_lossy(&answer).into_owned();
+    status_and_body(&answer)
+}
+
+/// The status line and the body of a raw HTTP answer.
+fn status_and_body(answer: &str) -> (String, String) {
     let status = answer.lines().next().unwrap_or_default().to_owned();
     let body = answer
         .split_once("\r\n\r\n")
