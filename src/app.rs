@@ -16,66 +16,50 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::sla::Scheduler;
 use crate::store::Db;
+use crate::tickets::desk::Desk;
 use crate::tickets::intake::{Intake, IntakeSettings};
 use crate::web::{self, AppState};
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    scheduler: Scheduler,
 }
 
 impl Application {
     pub async fn build(config: &Config, classifier: Arc<Classifier>, clock: SharedClock) -> Result<Application> {
         config.sla.validate().map_err(anyhow::Error::msg)?;
-        let url = config.database_url();
-        let db = Db::connect(&url)
-            .await
-            .with_context(|| format!("failed to open the database {}", redact(&url)))?;
-        db.migrate().await?;
+        let db = open_database(config).await?;
         let deadlines_changed = Arc::new(Notify::new());
-        let (intake, _writer) = Intake::start(
-            db.clone(),
-            classifier,
-            clock.clone(),
-            IntakeSettings {
-                follow_up_window: config.intake.follow_up_window,
-                max_batch: config.intake.max_batch,
-                sla: config.sla.clone(),
-                deadlines_changed: deadlines_changed.clone(),
-            },
-        );
+        let settings = IntakeSettings::from_config(config, deadlines_changed.clone());
+        let (intake, _writer) = Intake::start(db.clone(), classifier, clock.clone(), settings);
+        let sla = Arc::new(config.sla.clone());
+        let scheduler = Scheduler::new(db.clone(), clock.clone(), sla.clone(), deadlines_changed.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let state = AppState {
-            db,
             intake,
-            sla: Arc::new(config.sla.clone()),
+            desk: Desk::new(db, sla, deadlines_changed),
             clock,
-            deadlines_changed,
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            scheduler,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    pub fn db(&self) -> &Db {
-        &self.state.db
-    }
-
     /// Serves, and fires SLA deadlines, until `shutdown` completes; then finishes the requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let db = self.state.db.clone();
+        let db = self.state.desk.db().clone();
         let stop = Arc::new(Notify::new());
-        let scheduler = Scheduler::new(
-            db.clone(),
-            self.state.clock.clone(),
-            self.state.sla.clone(),
-            self.state.deadlines_changed.clone(),
-        );
         let stopped = stop.clone();
+        let scheduler = self.scheduler;
         let scheduler = tokio::spawn(async move { scheduler.run(stopped.notified()).await });
         let served = axum::serve(self.listener, web::router(self.state))
             .with_graceful_shutdown(shutdown)
@@ -86,6 +70,21 @@ impl Application {
         db.close().await;
         served
     }
+}
+
+/// The configured database, connected but not migrated.
+pub async fn connect(config: &Config) -> Result<Db> {
+    let url = config.database_url();
+    Db::connect(&url)
+        .await
+        .with_context(|| format!("failed to open the database {}", redact(&url)))
+}
+
+/// The configured database, connected and migrated.
+pub async fn open_database(config: &Config) -> Result<Db> {
+    let db = connect(config).await?;
+    db.migrate().await?;
+    Ok(db)
 }
 
 /// A database URL without its password, for messages and logs.

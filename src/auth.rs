@@ -81,6 +81,17 @@ fn checked_name(name: &str) -> Result<&str, AuthError> {
     Ok(name)
 }
 
+/// Maps a unique-name violation to [`AuthError::Exists`].
+fn exists_as<'a>(kind: &'static str, name: &'a str) -> impl FnOnce(sqlx::Error) -> AuthError + 'a {
+    move |e| match is_unique_violation(&e) {
+        true => AuthError::Exists {
+            kind,
+            name: name.to_owned(),
+        },
+        false => AuthError::Sql(e),
+    }
+}
+
 /// Adds a responder and returns them with their API token, which is not stored and cannot be shown again.
 pub async fn add_responder(db: &Db, name: &str, role: Role, now: i64) -> Result<(Responder, String), AuthError> {
     let name = checked_name(name)?;
@@ -94,13 +105,7 @@ pub async fn add_responder(db: &Db, name: &str, role: Role, now: i64) -> Result<
     .bind(now)
     .fetch_one(db.pool())
     .await
-    .map_err(|e| match is_unique_violation(&e) {
-        true => AuthError::Exists {
-            kind: "responder",
-            name: name.to_owned(),
-        },
-        false => AuthError::Sql(e),
-    })?;
+    .map_err(exists_as("responder", name))?;
     let responder = Responder {
         id: ResponderId(id),
         name: name.to_owned(),
@@ -119,13 +124,7 @@ pub async fn add_ingest_key(db: &Db, name: &str, now: i64) -> Result<String, Aut
         .bind(now)
         .execute(db.pool())
         .await
-        .map_err(|e| match is_unique_violation(&e) {
-            true => AuthError::Exists {
-                kind: "ingest key",
-                name: name.to_owned(),
-            },
-            false => AuthError::Sql(e),
-        })?;
+        .map_err(exists_as("ingest key", name))?;
     Ok(key)
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{intake, message, TestDb, MINUTE, T0};
+use support::{desk, intake, message, ticket_of, TestDb, MINUTE, T0};
 use suqiu::auth::{self, Role};
 use suqiu::clock::{ManualClock, SharedClock};
 use suqiu::sla::{Scheduler, SlaConfig};
@@ -92,30 +92,14 @@ async fn a_warning_then_a_breach_each_fire_once_and_raise_the_priority(t: TestDb
 
 async fn a_first_response_in_time_cancels_its_timers(t: TestDb) {
     let (intake, clock) = intake(&t.db);
-    let ticket = intake
-        .submit(message("1", "d1", ACCIDENT, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
+    let ticket = ticket_of(&intake, message("1", "d1", ACCIDENT, T0)).await;
     let (responder, _) = auth::add_responder(&t.db, "王师傅", Role::Responder, T0).await.unwrap();
     let me = Actor::Responder(responder.id);
-    let sla = SlaConfig::default();
-    desk::act(&t.db, &sla, T0 + MINUTE, ticket, me, Action::Claim, None)
+    let desk = desk(&t.db);
+    desk.act(T0 + MINUTE, ticket, me, Action::Claim, None).await.unwrap();
+    desk.act(T0 + 2 * MINUTE, ticket, me, Action::Reply, Some("已报警，救护车在路上"))
         .await
         .unwrap();
-    desk::act(
-        &t.db,
-        &sla,
-        T0 + 2 * MINUTE,
-        ticket,
-        me,
-        Action::Reply,
-        Some("已报警，救护车在路上"),
-    )
-    .await
-    .unwrap();
 
     let scheduler = scheduler(&t.db, &clock);
     clock.set(T0 + 10 * MINUTE);
@@ -123,17 +107,9 @@ async fn a_first_response_in_time_cancels_its_timers(t: TestDb) {
     // Resolution is still due within 4 hours: its warning at 3 h 12 min.
     clock.set(T0 + 3 * HOUR + 12 * MINUTE);
     assert_eq!(scheduler.fire_due().await.unwrap(), 1);
-    desk::act(
-        &t.db,
-        &sla,
-        T0 + 3 * HOUR + 20 * MINUTE,
-        ticket,
-        me,
-        Action::Resolve,
-        None,
-    )
-    .await
-    .unwrap();
+    desk.act(T0 + 3 * HOUR + 20 * MINUTE, ticket, me, Action::Resolve, None)
+        .await
+        .unwrap();
     clock.set(T0 + 10 * HOUR);
     assert_eq!(
         scheduler.fire_due().await.unwrap(),
@@ -151,20 +127,8 @@ async fn a_first_response_in_time_cancels_its_timers(t: TestDb) {
 
 async fn what_came_due_while_the_service_was_down_fires_once_after_a_restart(t: TestDb) {
     let (intake, _) = intake(&t.db);
-    let first = intake
-        .submit(message("1", "d1", ACCIDENT, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
-    let second = intake
-        .submit(message("2", "d2", ACCIDENT, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
+    let first = ticket_of(&intake, message("1", "d1", ACCIDENT, T0)).await;
+    let second = ticket_of(&intake, message("2", "d2", ACCIDENT, T0)).await;
     drop(intake);
     t.db.close().await;
 
@@ -225,13 +189,7 @@ async fn two_instances_fire_every_deadline_exactly_once(t: TestDb) {
 
 async fn the_scheduler_wakes_when_the_clock_reaches_the_next_deadline(t: TestDb) {
     let (intake, clock) = intake(&t.db);
-    let ticket = intake
-        .submit(message("1", "d1", ACCIDENT, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
+    let ticket = ticket_of(&intake, message("1", "d1", ACCIDENT, T0)).await;
     let stop = Arc::new(tokio::sync::Notify::new());
     let running = {
         let (scheduler, stop) = (scheduler(&t.db, &clock), stop.clone());

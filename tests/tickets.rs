@@ -2,12 +2,9 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use support::{intake, message, TestDb, MINUTE, T0};
+use support::{desk, intake, message, ticket_of, TestDb, MINUTE, T0};
 use suqiu::auth::{self, Role};
 use suqiu::classify::Category;
-use suqiu::sla::SlaConfig;
 use suqiu::tickets::desk::{self, DeskError, Filter};
 use suqiu::tickets::intake::Disposition;
 use suqiu::tickets::state::{Action, Actor, Refusal};
@@ -186,22 +183,17 @@ async fn another_drivers_message_never_attaches(t: TestDb) {
 
 async fn claim_is_exclusive_under_concurrency(t: TestDb) {
     let (intake, _) = intake(&t.db);
-    let ticket = intake
-        .submit(message("1", "d1", ACCIDENT, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
+    let ticket = ticket_of(&intake, message("1", "d1", ACCIDENT, T0)).await;
     let mut responders = Vec::new();
     for i in 0..50 {
         responders.push(responder(&t, &format!("responder-{i}")).await);
     }
-    let sla = Arc::new(SlaConfig::default());
+    let desk = desk(&t.db);
     let claims = responders.iter().map(|&r| {
-        let (db, sla) = (t.db.clone(), sla.clone());
+        let desk = desk.clone();
         tokio::spawn(async move {
-            desk::act(&db, &sla, T0 + MINUTE, ticket, Actor::Responder(r), Action::Claim, None).await
+            desk.act(T0 + MINUTE, ticket, Actor::Responder(r), Action::Claim, None)
+                .await
         })
     });
     let results: Vec<_> = futures_join(claims).await;
@@ -238,43 +230,21 @@ async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::ta
 
 async fn the_first_reply_is_the_first_response_and_a_note_is_not(t: TestDb) {
     let (intake, _) = intake(&t.db);
-    let ticket = intake
-        .submit(message("1", "d1", BREAKDOWN, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
+    let ticket = ticket_of(&intake, message("1", "d1", BREAKDOWN, T0)).await;
     let me = Actor::Responder(responder(&t, "王师傅").await);
-    let sla = SlaConfig::default();
-    desk::act(&t.db, &sla, T0 + MINUTE, ticket, me, Action::Claim, None)
+    let desk = desk(&t.db);
+    desk.act(T0 + MINUTE, ticket, me, Action::Claim, None).await.unwrap();
+    let noted = desk
+        .act(T0 + 2 * MINUTE, ticket, me, Action::Note, Some("已联系救援"))
         .await
         .unwrap();
-    let noted = desk::act(
-        &t.db,
-        &sla,
-        T0 + 2 * MINUTE,
-        ticket,
-        me,
-        Action::Note,
-        Some("已联系救援"),
-    )
-    .await
-    .unwrap();
     assert_eq!(noted.first_response_at, None);
     assert_eq!(t.count("deadlines").await, 4);
 
-    let replied = desk::act(
-        &t.db,
-        &sla,
-        T0 + 3 * MINUTE,
-        ticket,
-        me,
-        Action::Reply,
-        Some("救援车半小时到"),
-    )
-    .await
-    .unwrap();
+    let replied = desk
+        .act(T0 + 3 * MINUTE, ticket, me, Action::Reply, Some("救援车半小时到"))
+        .await
+        .unwrap();
     assert_eq!(replied.status, "responded");
     assert_eq!(replied.first_response_at.as_deref(), Some("2026-11-02T08:03:00Z"));
     let left: Vec<String> = sqlx::query_scalar("SELECT target FROM deadlines ORDER BY id")
@@ -289,7 +259,8 @@ async fn the_first_reply_is_the_first_response_and_a_note_is_not(t: TestDb) {
             .unwrap();
     assert_eq!(to_driver, ("group-1".into(), Some("1".into()), "救援车半小时到".into()));
 
-    let again = desk::act(&t.db, &sla, T0 + 9 * MINUTE, ticket, me, Action::Reply, Some("到了吗"))
+    let again = desk
+        .act(T0 + 9 * MINUTE, ticket, me, Action::Reply, Some("到了吗"))
         .await
         .unwrap();
     assert_eq!(again.first_response_at, replied.first_response_at);
@@ -298,32 +269,20 @@ async fn the_first_reply_is_the_first_response_and_a_note_is_not(t: TestDb) {
 
 async fn an_illegal_action_is_refused_and_changes_nothing(t: TestDb) {
     let (intake, _) = intake(&t.db);
-    let ticket = intake
-        .submit(message("1", "d1", ARREARS, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
+    let ticket = ticket_of(&intake, message("1", "d1", ARREARS, T0)).await;
     let me = Actor::Responder(responder(&t, "a").await);
     let other = Actor::Responder(responder(&t, "b").await);
-    let sla = SlaConfig::default();
-    desk::act(&t.db, &sla, T0, ticket, me, Action::Claim, None)
-        .await
-        .unwrap();
-    desk::act(&t.db, &sla, T0, ticket, me, Action::Reply, Some("在处理"))
-        .await
-        .unwrap();
-    desk::act(&t.db, &sla, T0, ticket, me, Action::Resolve, None)
-        .await
-        .unwrap();
+    let desk = desk(&t.db);
+    desk.act(T0, ticket, me, Action::Claim, None).await.unwrap();
+    desk.act(T0, ticket, me, Action::Reply, Some("在处理")).await.unwrap();
+    desk.act(T0, ticket, me, Action::Resolve, None).await.unwrap();
     let before = desk::detail(&t.db, ticket).await.unwrap();
     let version: i64 = sqlx::query_scalar("SELECT version FROM tickets")
         .fetch_one(t.db.pool())
         .await
         .unwrap();
 
-    let refused = desk::act(&t.db, &sla, T0 + MINUTE, ticket, other, Action::Claim, None).await;
+    let refused = desk.act(T0 + MINUTE, ticket, other, Action::Claim, None).await;
     assert!(
         matches!(
             &refused,
@@ -334,12 +293,12 @@ async fn an_illegal_action_is_refused_and_changes_nothing(t: TestDb) {
         ),
         "{refused:?}"
     );
-    let unknown = desk::act(&t.db, &sla, T0, TicketId(999), me, Action::Claim, None).await;
+    let unknown = desk.act(T0, TicketId(999), me, Action::Claim, None).await;
     assert!(
         matches!(unknown, Err(DeskError::NotFound(TicketId(999)))),
         "{unknown:?}"
     );
-    let empty = desk::act(&t.db, &sla, T0, ticket, me, Action::Note, Some("  ")).await;
+    let empty = desk.act(T0, ticket, me, Action::Note, Some("  ")).await;
     assert!(matches!(empty, Err(DeskError::Invalid(_))), "{empty:?}");
 
     let after = desk::detail(&t.db, ticket).await.unwrap();
@@ -409,27 +368,18 @@ async fn the_queue_puts_priority_first_then_the_nearest_deadline(t: TestDb) {
 
 async fn reopening_sets_new_resolution_deadlines(t: TestDb) {
     let (intake, _) = intake(&t.db);
-    let ticket = intake
-        .submit(message("1", "d1", BREAKDOWN, T0))
-        .await
-        .unwrap()
-        .ticket
-        .unwrap()
-        .id;
+    let ticket = ticket_of(&intake, message("1", "d1", BREAKDOWN, T0)).await;
     let me = Actor::Responder(responder(&t, "a").await);
-    let sla = SlaConfig::default();
-    desk::act(&t.db, &sla, T0, ticket, me, Action::Claim, None)
-        .await
-        .unwrap();
-    desk::act(&t.db, &sla, T0, ticket, me, Action::Reply, Some("马上到"))
-        .await
-        .unwrap();
-    desk::act(&t.db, &sla, T0 + 60 * MINUTE, ticket, me, Action::Resolve, None)
+    let desk = desk(&t.db);
+    desk.act(T0, ticket, me, Action::Claim, None).await.unwrap();
+    desk.act(T0, ticket, me, Action::Reply, Some("马上到")).await.unwrap();
+    desk.act(T0 + 60 * MINUTE, ticket, me, Action::Resolve, None)
         .await
         .unwrap();
     assert_eq!(t.count("deadlines").await, 0);
 
-    let reopened = desk::act(&t.db, &sla, T0 + 120 * MINUTE, ticket, me, Action::Reopen, None)
+    let reopened = desk
+        .act(T0 + 120 * MINUTE, ticket, me, Action::Reopen, None)
         .await
         .unwrap();
     assert_eq!((reopened.status.as_str(), reopened.assignee), ("open", None));

@@ -175,6 +175,23 @@ impl fmt::Display for Priority {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("unknown priority {0:?} (expected P1, P2 or P3)")]
+pub struct UnknownPriority(pub String);
+
+impl FromStr for Priority {
+    type Err = UnknownPriority;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "P1" => Ok(Priority::P1),
+            "P2" => Ok(Priority::P2),
+            "P3" => Ok(Priority::P3),
+            _ => Err(UnknownPriority(s.to_owned())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,8 +84,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let classifier =
-        load(cli.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
+    let classifier = loaded(cli.rules.as_deref())?;
     match cli.command {
         Command::Classify { stdin: true, .. } => {
             let stats = batch::classify_lines(&classifier, BufReader::new(io::stdin().lock()), io::stdout().lock())
@@ -159,6 +158,11 @@ fn sources(rules: Option<&Path>) -> Result<Sources, RuleErrors> {
 }
 
 /// The classifier from `--rules DIR`, or the built-in rules.
+/// [`load`] for commands that cannot go on without the rules: the error says what to run.
+fn loaded(rules: Option<&Path>) -> Result<Classifier> {
+    load(rules).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))
+}
+
 pub fn load(rules: Option<&Path>) -> Result<Classifier, RuleErrors> {
     Classifier::from_sources(&sources(rules)?)
 }

@@ -12,13 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use super::{load, Cli, Command};
-use crate::app::{redact, Application};
+use super::{loaded, Cli, Command};
+use crate::app::{connect, open_database, redact, Application};
 use crate::auth::{self, Role};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::replay;
-use crate::store::Db;
 use crate::tickets::intake::{Intake, IntakeSettings};
 
 #[derive(Debug, Subcommand)]
@@ -51,15 +50,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Migrate => {
-                let db = open(&config).await?;
+                let db = connect(&config).await?;
                 let count = db.migrate().await?;
                 println!("{}: {count} migrations applied", redact(&config.database_url()));
                 Ok(ExitCode::SUCCESS)
             }
             Command::Replay { file } => replay(config, &file).await,
             Command::Responder(ResponderCommand::Add { name, supervisor }) => {
-                let db = open(&config).await?;
-                db.migrate().await?;
+                let db = open_database(&config).await?;
                 let role = if supervisor { Role::Supervisor } else { Role::Responder };
                 let (responder, token) = auth::add_responder(&db, &name, role, SystemClock.now_ms()).await?;
                 eprintln!(
@@ -72,8 +70,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::IngestKey(IngestKeyCommand::Add { name }) => {
-                let db = open(&config).await?;
-                db.migrate().await?;
+                let db = open_database(&config).await?;
                 let key = auth::add_ingest_key(&db, &name, SystemClock.now_ms()).await?;
                 eprintln!("ingest key {name:?} added:");
                 println!("{key}");
@@ -84,32 +81,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     })
 }
 
-async fn open(config: &Config) -> Result<Db> {
-    let url = config.database_url();
-    Db::connect(&url)
-        .await
-        .with_context(|| format!("failed to open the database {}", redact(&url)))
-}
-
 async fn replay(config: Config, file: &Path) -> Result<ExitCode> {
     let input = File::open(file).with_context(|| format!("failed to open {}", file.display()))?;
     let size = input.metadata().map(|m| m.len()).unwrap_or(0);
-    let classifier =
-        load(config.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
-    let db = open(&config).await?;
-    db.migrate().await?;
+    let classifier = loaded(config.rules.as_deref())?;
+    let db = open_database(&config).await?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let (intake, writer) = Intake::start(
-        db.clone(),
-        Arc::new(classifier),
-        clock,
-        IntakeSettings {
-            follow_up_window: config.intake.follow_up_window,
-            max_batch: config.intake.max_batch,
-            sla: config.sla.clone(),
-            deadlines_changed: Default::default(),
-        },
-    );
+    // The service's scheduler, when it next runs, fires the deadlines of the tickets opened here.
+    let settings = IntakeSettings::from_config(&config, Default::default());
+    let (intake, writer) = Intake::start(db.clone(), Arc::new(classifier), clock, settings);
     let progress = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
             .expect("a valid progress template"),
@@ -144,8 +124,7 @@ async fn replay(config: Config, file: &Path) -> Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> Result<ExitCode> {
-    let classifier =
-        load(config.rules.as_deref()).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))?;
+    let classifier = loaded(config.rules.as_deref())?;
     let clock: SharedClock = Arc::new(SystemClock);
     let app = Application::build(&config, Arc::new(classifier), clock).await?;
     let addr = app.local_addr();

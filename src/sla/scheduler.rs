@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::clock::{rfc3339, SharedClock};
 use crate::store::Db;
 use crate::tickets::desk::{self, DeskError};
-use crate::tickets::intake::{enqueue, preview, record};
+use crate::tickets::records::{enqueue, preview, record};
 use crate::tickets::state::{Action, Actor};
 use crate::tickets::{EventKind, TicketId};
 
@@ -135,10 +135,10 @@ impl Scheduler {
         };
         let late = now - d.due_at;
         let data = serde_json::json!({ "target": d.target.id(), "due_at": rfc3339(d.due_at), "late_ms": late });
-        record(&mut tx, d.ticket, now, kind, data).await?;
+        record(&mut tx, d.ticket, now, kind, None, data).await?;
         let escalated =
             match desk::apply(&mut tx, &self.sla, now, d.ticket, Actor::System, Action::Escalate, None).await {
-                Ok(state) => state,
+                Ok(applied) => applied.state,
                 Err(DeskError::Sql(e)) => return Err(e),
                 Err(e) => {
                     // A deadline of a finished ticket: its row is gone now, and there is nothing to escalate.
@@ -147,29 +147,25 @@ impl Scheduler {
                     return Ok(true);
                 }
             };
-        let row = sqlx::query("SELECT chat, driver_name, driver FROM tickets WHERE id = $1")
-            .bind(d.ticket.0)
-            .fetch_one(&mut *tx)
-            .await?;
-        let first: Option<String> =
-            sqlx::query_scalar("SELECT text FROM messages WHERE ticket_id = $1 ORDER BY id LIMIT 1")
-                .bind(d.ticket.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let (chat, driver, first): (String, String, Option<String>) = sqlx::query_as(
+            "SELECT t.chat, COALESCE(t.driver_name, t.driver), \
+             (SELECT m.text FROM messages m WHERE m.ticket_id = t.id ORDER BY m.id LIMIT 1) \
+             FROM tickets t WHERE t.id = $1",
+        )
+        .bind(d.ticket.0)
+        .fetch_one(&mut *tx)
+        .await?;
         let what = match (d.target, d.stage) {
             (Target::FirstResponse, Stage::Warning) => "首次响应即将超时",
             (Target::FirstResponse, Stage::Breach) => "首次响应已超时",
             (Target::Resolution, Stage::Warning) => "办结即将超时",
             (Target::Resolution, Stage::Breach) => "办结已超时",
         };
-        let driver: Option<String> = row.try_get("driver_name")?;
         let alert = format!(
-            "{what} {} [{} {}] 群 {} · {}：{}",
+            "{what} {} [{} {}] 群 {chat} · {driver}：{}",
             d.ticket,
             escalated.priority,
             escalated.category.id(),
-            row.try_get::<String, _>("chat")?,
-            driver.unwrap_or(row.try_get("driver")?),
             preview(first.as_deref().unwrap_or_default())
         );
         enqueue(&mut tx, Some(d.ticket), "supervisors", None, kind.id(), &alert, now).await?;

@@ -3,16 +3,19 @@
 //! Every action runs [`state::transition`] on the ticket as locked inside one transaction, then writes the
 //! new state, the event, the deadline changes and any message to the driver together.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
+use tokio::sync::Notify;
 
 use crate::classify::{Category, Priority};
 use crate::clock::rfc3339;
-use crate::sla::{SlaConfig, Stage, Target};
+use crate::sla::{SlaConfig, Target};
 use crate::store::Db;
 
-use super::intake::{enqueue, record_by, Recipient};
+use super::records::{enqueue, record, write_timers, Recipient, Timers};
 use super::state::{self, Action, Actor, Refusal, State};
 use super::{EventKind, ResponderId, Status, TicketId};
 
@@ -237,23 +240,55 @@ pub async fn detail(db: &Db, id: TicketId) -> Result<TicketDetail, DeskError> {
     })
 }
 
-/// Does `action` to ticket `id` as `actor`; `text` is the reply or note. Returns the ticket afterwards.
-pub async fn act(
-    db: &Db,
-    sla: &SlaConfig,
-    now: i64,
-    id: TicketId,
-    actor: Actor,
-    action: Action,
-    text: Option<&str>,
-) -> Result<TicketSummary, DeskError> {
-    let mut tx = db.pool().begin().await?;
-    apply(&mut tx, sla, now, id, actor, action, text).await?;
-    tx.commit().await?;
-    summary_of(db, id).await
+/// Where responders' actions are carried out: the database, the SLA policies for the deadlines that actions
+/// move, and the scheduler's wake-up for when they do. Cheap to clone.
+#[derive(Clone)]
+pub struct Desk {
+    db: Db,
+    sla: Arc<SlaConfig>,
+    deadlines_changed: Arc<Notify>,
 }
 
-/// [`act`] inside the caller's transaction; a refusal leaves the transaction for the caller to roll back.
+impl Desk {
+    pub fn new(db: Db, sla: Arc<SlaConfig>, deadlines_changed: Arc<Notify>) -> Desk {
+        Desk {
+            db,
+            sla,
+            deadlines_changed,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Does `action` to ticket `id` as `actor`; `text` is the reply or note. Returns the ticket afterwards.
+    pub async fn act(
+        &self,
+        now: i64,
+        id: TicketId,
+        actor: Actor,
+        action: Action,
+        text: Option<&str>,
+    ) -> Result<TicketSummary, DeskError> {
+        let mut tx = self.db.pool().begin().await?;
+        let applied = apply(&mut tx, &self.sla, now, id, actor, action, text).await?;
+        tx.commit().await?;
+        if applied.timers_moved {
+            self.deadlines_changed.notify_waiters();
+        }
+        summary_of(&self.db, id).await
+    }
+}
+
+/// What [`apply`] did.
+pub(crate) struct Applied {
+    pub state: State,
+    /// Deadlines were set or moved (not only met): the scheduler may have a nearer one to wait for.
+    pub timers_moved: bool,
+}
+
+/// [`Desk::act`] inside the caller's transaction; a refusal leaves the transaction for the caller to roll back.
 pub(crate) async fn apply(
     tx: &mut Transaction<'_, Any>,
     sla: &SlaConfig,
@@ -262,7 +297,7 @@ pub(crate) async fn apply(
     actor: Actor,
     action: Action,
     text: Option<&str>,
-) -> Result<State, DeskError> {
+) -> Result<Applied, DeskError> {
     let text = text.map(str::trim).filter(|t| !t.is_empty());
     if matches!(action, Action::Reply | Action::Note) && text.is_none() {
         return Err(DeskError::Invalid(format!(
@@ -284,7 +319,7 @@ pub(crate) async fn apply(
         status: parse(row.try_get::<String, _>("status")?.parse::<Status>())?,
         assignee: row.try_get::<Option<i64>, _>("assignee")?.map(ResponderId),
         category: parse(row.try_get::<String, _>("category")?.parse::<Category>())?,
-        priority: parse_priority(&row.try_get::<String, _>("priority")?)?,
+        priority: parse(row.try_get::<String, _>("priority")?.parse::<Priority>())?,
         responded: row.try_get::<Option<i64>, _>("first_response_at")?.is_some(),
     };
     let opened_at: i64 = row.try_get("opened_at")?;
@@ -324,6 +359,7 @@ pub(crate) async fn apply(
     if finished {
         delete_deadlines(tx, id, None).await?;
     }
+    let reclassified = change.event == EventKind::Reclassified && !finished;
     if reopened {
         let targets: &[Target] = if after.responded {
             &[Target::Resolution]
@@ -331,12 +367,11 @@ pub(crate) async fn apply(
             &[Target::FirstResponse, Target::Resolution]
         };
         for &target in targets {
-            set_deadlines(tx, sla, id, after, target, now, true).await?;
+            set_deadlines(tx, sla, id, after, target, now, Timers::Schedule).await?;
         }
-    }
-    if change.event == EventKind::Reclassified && !finished {
+    } else if reclassified {
         for target in [Target::FirstResponse, Target::Resolution] {
-            set_deadlines(tx, sla, id, after, target, opened_at, false).await?;
+            set_deadlines(tx, sla, id, after, target, opened_at, Timers::MovePending).await?;
         }
     }
 
@@ -348,7 +383,7 @@ pub(crate) async fn apply(
         Action::Escalate => serde_json::json!({ "from": before.priority, "to": after.priority }),
         _ => serde_json::json!({}),
     };
-    record_by(tx, id, now, change.event, actor.responder().map(|r| r.0), data).await?;
+    record(tx, id, now, change.event, actor.responder().map(|r| r.0), data).await?;
 
     if let (Action::Reply, Some(text)) = (action, text) {
         let channel: String = row.try_get("channel")?;
@@ -366,34 +401,27 @@ pub(crate) async fn apply(
         };
         enqueue(tx, Some(id), "driver", Some(to), "reply", text, now).await?;
     }
-    Ok(after)
+    Ok(Applied {
+        state: after,
+        timers_moved: reopened || reclassified,
+    })
 }
 
+/// Deletes the ticket's timers for `target`, or all of them.
 async fn delete_deadlines(
     tx: &mut Transaction<'_, Any>,
     id: TicketId,
     target: Option<Target>,
 ) -> Result<(), sqlx::Error> {
-    match target {
-        Some(target) => {
-            sqlx::query("DELETE FROM deadlines WHERE ticket_id = $1 AND target = $2")
-                .bind(id.0)
-                .bind(target.id())
-                .execute(&mut **tx)
-                .await?
-        }
-        None => {
-            sqlx::query("DELETE FROM deadlines WHERE ticket_id = $1")
-                .bind(id.0)
-                .execute(&mut **tx)
-                .await?
-        }
-    };
+    sqlx::query("DELETE FROM deadlines WHERE ticket_id = $1 AND ($2 IS NULL OR target = $2)")
+        .bind(id.0)
+        .bind(target.map(Target::id))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
-/// Sets the ticket's `target` deadlines counted from `from`: inserts them when `insert`, otherwise moves
-/// only the timers still pending (one that has fired does not fire again).
+/// Sets the ticket's `target` timers counted from `from`, and the due time the queue shows.
 async fn set_deadlines(
     tx: &mut Transaction<'_, Any>,
     sla: &SlaConfig,
@@ -401,50 +429,27 @@ async fn set_deadlines(
     state: State,
     target: Target,
     from: i64,
-    insert: bool,
+    how: Timers,
 ) -> Result<(), sqlx::Error> {
     let deadlines = sla.deadlines(state.category, state.priority, target, from);
-    for d in deadlines {
-        let sql = if insert {
-            "INSERT INTO deadlines (ticket_id, target, stage, due_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (ticket_id, target, stage) DO UPDATE SET due_at = excluded.due_at"
-        } else {
-            "UPDATE deadlines SET due_at = $4 WHERE ticket_id = $1 AND target = $2 AND stage = $3"
-        };
-        sqlx::query(sql)
-            .bind(id.0)
-            .bind(d.target.id())
-            .bind(d.stage.id())
-            .bind(d.due_at)
-            .execute(&mut **tx)
-            .await?;
+    write_timers(tx, id, deadlines, how).await?;
+    // A first response already given keeps the deadline it was measured against.
+    if target == Target::FirstResponse && state.responded && how == Timers::MovePending {
+        return Ok(());
     }
-    let breach = deadlines.iter().find(|d| d.stage == Stage::Breach).map(|d| d.due_at);
     let column = match target {
         Target::FirstResponse => "first_response_due",
         Target::Resolution => "resolution_due",
     };
-    if insert || !state.responded || target == Target::Resolution {
-        sqlx::query(&format!("UPDATE tickets SET {column} = $1 WHERE id = $2"))
-            .bind(breach)
-            .bind(id.0)
-            .execute(&mut **tx)
-            .await?;
-    }
+    let [_, breach] = deadlines;
+    sqlx::query(&format!("UPDATE tickets SET {column} = $1 WHERE id = $2"))
+        .bind(breach.due_at)
+        .bind(id.0)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 fn parse<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, DeskError> {
     r.map_err(|e| DeskError::Sql(sqlx::Error::Decode(e.to_string().into())))
-}
-
-pub fn parse_priority(s: &str) -> Result<Priority, DeskError> {
-    match s {
-        "P1" => Ok(Priority::P1),
-        "P2" => Ok(Priority::P2),
-        "P3" => Ok(Priority::P3),
-        other => Err(DeskError::Invalid(format!(
-            "unknown priority {other:?} (expected P1, P2 or P3)"
-        ))),
-    }
 }

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Connection, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::classify::{Category, Classification, Classifier, Label, Priority};
+use crate::classify::{Category, Classification, Classifier, Label};
 use crate::clock::{rfc3339, SharedClock};
+use crate::config::Config;
 use crate::sla::{SlaConfig, Target};
 use crate::store::Db;
 
-use super::{EventKind, Status, TicketId};
+use super::records::{enqueue, preview, record, write_timers, Recipient, Timers};
+use super::{EventKind, TicketId};
 
 /// The longest id, chat or sender name accepted, in bytes.
 const MAX_FIELD: usize = 256;
@@ -153,6 +155,17 @@ pub struct IntakeSettings {
     pub deadlines_changed: Arc<Notify>,
 }
 
+impl IntakeSettings {
+    pub fn from_config(config: &Config, deadlines_changed: Arc<Notify>) -> IntakeSettings {
+        IntakeSettings {
+            follow_up_window: config.intake.follow_up_window,
+            max_batch: config.intake.max_batch,
+            sla: config.sla.clone(),
+            deadlines_changed,
+        }
+    }
+}
+
 struct Job {
     message: InboundMessage,
     reply: oneshot::Sender<Result<Outcome, IntakeError>>,
@@ -221,9 +234,8 @@ impl Writer {
         let max = self.settings.max_batch.max(1);
         let mut batch = Vec::with_capacity(max);
         while rx.recv_many(&mut batch, max).await > 0 {
-            let jobs = std::mem::take(&mut batch);
-            let (messages, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
-            let results = self.write(&messages).await;
+            let (messages, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|j| (j.message, j.reply)).unzip();
+            let results = self.write(messages).await;
             for (reply, result) in replies.into_iter().zip(results) {
                 // The submitter may have gone (a client hung up): the message is stored all the same.
                 let _ = reply.send(result);
@@ -232,34 +244,42 @@ impl Writer {
     }
 
     /// Writes a batch in one transaction; the results are in the batch's order.
-    async fn write(&self, messages: &[InboundMessage]) -> Vec<Result<Outcome, IntakeError>> {
+    async fn write(&self, messages: Vec<InboundMessage>) -> Vec<Result<Outcome, IntakeError>> {
         let classifier = self.classifier.clone();
-        let texts: Vec<String> = messages.iter().map(|m| m.text.clone()).collect();
-        let classified =
-            tokio::task::spawn_blocking(move || texts.iter().map(|t| classifier.classify(t)).collect::<Vec<_>>())
-                .await
-                .expect("classification does not panic");
+        let (messages, classified) = tokio::task::spawn_blocking(move || {
+            let classified: Vec<_> = messages.iter().map(|m| classifier.classify(&m.text)).collect();
+            (messages, classified)
+        })
+        .await
+        .expect("classification does not panic");
 
+        // sqlx errors are not `Clone`: a batch that fails as a whole gives each message the same message.
+        let fail_all = |e: sqlx::Error| {
+            let text = e.to_string();
+            messages
+                .iter()
+                .map(|_| Err(IntakeError::Store(sqlx::Error::Protocol(text.clone()))))
+                .collect()
+        };
         let now = self.clock.now_ms();
-        let mut results = Vec::with_capacity(messages.len());
         let mut tx = match self.db.pool().begin().await {
             Ok(tx) => tx,
-            Err(e) => {
-                return messages
-                    .iter()
-                    .map(|_| Err(IntakeError::Store(clone_error(&e))))
-                    .collect()
-            }
+            Err(e) => return fail_all(e),
         };
+        let mut results = Vec::with_capacity(messages.len());
         for (message, classification) in messages.iter().zip(&classified) {
             results.push(self.write_one(&mut tx, message, classification, now).await);
         }
         if let Err(e) = tx.commit().await {
             tracing::error!(error = %e, batch = messages.len(), "intake commit failed");
-            return messages
-                .iter()
-                .map(|_| Err(IntakeError::Store(clone_error(&e))))
-                .collect();
+            return fail_all(e);
+        }
+        let opened = results.iter().any(|r| {
+            r.as_ref()
+                .is_ok_and(|o| o.disposition == Disposition::Opened && !o.duplicate)
+        });
+        if opened {
+            self.settings.deadlines_changed.notify_waiters();
         }
         results
     }
@@ -335,9 +355,9 @@ impl Writer {
             }
             None => match c.label {
                 Label::Appeal(category) => {
-                    let priority = c.priority.unwrap_or_else(|| category.default_priority());
-                    let ack = self.classifier.rules().intent(category).ack.clone();
-                    let ticket = open(tx, &self.settings.sla, id, m, c, category, priority, &ack, now).await?;
+                    let ack = &self.classifier.rules().intent(category).ack;
+                    let times = (sent_at, now);
+                    let ticket = open(tx, &self.settings.sla, id, m, c, category, ack, times).await?;
                     Some((ticket, Disposition::Opened))
                 }
                 Label::None => None,
@@ -418,12 +438,12 @@ async fn open(
     m: &InboundMessage,
     c: &Classification,
     category: Category,
-    priority: Priority,
     ack: &str,
-    now: i64,
+    (sent_at, now): (i64, i64),
 ) -> Result<TicketId, sqlx::Error> {
-    let [_, response_due] = sla.deadlines(category, priority, Target::FirstResponse, now);
-    let [_, resolution_due] = sla.deadlines(category, priority, Target::Resolution, now);
+    let priority = c.priority.unwrap_or_else(|| category.default_priority());
+    let [response, resolution] =
+        [Target::FirstResponse, Target::Resolution].map(|t| sla.deadlines(category, priority, t, now));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO tickets (channel, chat, driver, driver_name, category, priority, status, opened_at, \
          last_message_at, first_response_due, resolution_due) \
@@ -436,20 +456,14 @@ async fn open(
     .bind(category.id())
     .bind(priority.to_string())
     .bind(now)
-    .bind(m.sent_at.map_or(now, |t| t.as_millisecond()))
-    .bind(response_due.due_at)
-    .bind(resolution_due.due_at)
+    .bind(sent_at)
+    .bind(response[1].due_at)
+    .bind(resolution[1].due_at)
     .fetch_one(&mut **tx)
     .await?;
     let ticket = TicketId(id);
-    record(
-        tx,
-        ticket,
-        now,
-        EventKind::Created,
-        serde_json::json!({ "message": message }),
-    )
-    .await?;
+    let created = serde_json::json!({ "message": message });
+    record(tx, ticket, now, EventKind::Created, None, created).await?;
     let classified = serde_json::json!({
         "message": message,
         "label": c.label.id(),
@@ -457,17 +471,9 @@ async fn open(
         "score": c.score,
         "evidence": c.evidence,
     });
-    record(tx, ticket, now, EventKind::Classified, classified).await?;
-    for target in [Target::FirstResponse, Target::Resolution] {
-        for d in sla.deadlines(category, priority, target, now) {
-            sqlx::query("INSERT INTO deadlines (ticket_id, target, stage, due_at) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(d.target.id())
-                .bind(d.stage.id())
-                .bind(d.due_at)
-                .execute(&mut **tx)
-                .await?;
-        }
+    record(tx, ticket, now, EventKind::Classified, None, classified).await?;
+    for timers in [response, resolution] {
+        write_timers(tx, ticket, timers, Timers::Schedule).await?;
     }
     // The bot's acknowledgement: it tells the driver their appeal is in, and is not a first response.
     let driver = Recipient {
@@ -504,82 +510,7 @@ async fn attach(
     .execute(&mut **tx)
     .await?;
     let data = serde_json::json!({ "message": message, "label": c.label.id(), "reply_to": m.reply_to });
-    record(tx, ticket, now, EventKind::Attached, data).await
-}
-
-/// Appends an event to a ticket's log.
-pub(crate) async fn record(
-    tx: &mut Transaction<'_, Any>,
-    ticket: TicketId,
-    at: i64,
-    kind: EventKind,
-    data: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    record_by(tx, ticket, at, kind, None, data).await
-}
-
-pub(crate) async fn record_by(
-    tx: &mut Transaction<'_, Any>,
-    ticket: TicketId,
-    at: i64,
-    kind: EventKind,
-    actor: Option<i64>,
-    data: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO ticket_events (ticket_id, at, kind, actor, data) VALUES ($1, $2, $3, $4, $5)")
-        .bind(ticket.0)
-        .bind(at)
-        .bind(kind.id())
-        .bind(actor)
-        .bind(data.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Where a message to a driver goes.
-pub(crate) struct Recipient<'a> {
-    pub channel: &'a str,
-    pub chat: &'a str,
-    pub reply_to: Option<&'a str>,
-}
-
-/// Queues a message to send: to a driver, or to the responders' or supervisors' chat (`to` is `None`).
-pub(crate) async fn enqueue(
-    tx: &mut Transaction<'_, Any>,
-    ticket: Option<TicketId>,
-    audience: &str,
-    to: Option<Recipient<'_>>,
-    kind: &str,
-    text: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (audience, channel, chat, reply_to, ticket_id, kind, text, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-    )
-    .bind(audience)
-    .bind(to.as_ref().map(|r| r.channel.to_owned()))
-    .bind(to.as_ref().map(|r| r.chat.to_owned()))
-    .bind(to.as_ref().and_then(|r| r.reply_to.map(str::to_owned)))
-    .bind(ticket.map(|t| t.0))
-    .bind(kind)
-    .bind(text)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// The first 60 characters of a message, for alerts.
-pub(crate) fn preview(text: &str) -> String {
-    let mut chars = text.chars();
-    let head: String = chars.by_ref().take(60).collect();
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
-    }
+    record(tx, ticket, now, EventKind::Attached, None, data).await
 }
 
 /// Reads back what is stored for message `id`.
@@ -607,7 +538,6 @@ async fn load_outcome(tx: &mut Transaction<'_, Any>, id: i64, duplicate: bool) -
         }),
         None => None,
     };
-    debug_assert!(ticket.as_ref().is_none_or(|t| t.status.parse::<Status>().is_ok()));
     Ok(Outcome {
         message: StoredMessage {
             id: row.try_get("id")?,
@@ -626,9 +556,4 @@ async fn load_outcome(tx: &mut Transaction<'_, Any>, id: i64, duplicate: bool) -
         ticket,
         duplicate,
     })
-}
-
-/// sqlx errors are not `Clone`; a batch that fails as a whole gives each message the same message.
-fn clone_error(e: &sqlx::Error) -> sqlx::Error {
-    sqlx::Error::Protocol(e.to_string())
 }

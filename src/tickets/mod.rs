@@ -5,6 +5,7 @@
 
 pub mod desk;
 pub mod intake;
+pub(crate) mod records;
 pub mod state;
 
 use std::fmt;

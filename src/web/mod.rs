@@ -4,8 +4,6 @@
 
 mod error;
 
-use std::sync::Arc;
-
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -13,16 +11,13 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tokio::sync::Notify;
 
 pub use error::ApiError;
 
 use crate::auth::{self, Responder};
-use crate::classify::{Category, Label};
+use crate::classify::{Category, Label, Priority};
 use crate::clock::SharedClock;
-use crate::sla::SlaConfig;
-use crate::store::Db;
-use crate::tickets::desk::{self, Filter, TicketDetail, TicketSummary};
+use crate::tickets::desk::{self, Desk, Filter, TicketDetail, TicketSummary};
 use crate::tickets::intake::{InboundMessage, Intake, Outcome};
 use crate::tickets::state::Action;
 use crate::tickets::{ResponderId, Status, TicketId};
@@ -32,12 +27,9 @@ pub const MAX_BODY: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Db,
     pub intake: Intake,
-    pub sla: Arc<SlaConfig>,
+    pub desk: Desk,
     pub clock: SharedClock,
-    /// Wakes the SLA scheduler: reopening or reclassifying a ticket moves its deadlines.
-    pub deadlines_changed: Arc<Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -105,7 +97,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        auth::responder_by_token(&state.db, token)
+        auth::responder_by_token(state.desk.db(), token)
             .await?
             .map(Caller)
             .ok_or_else(|| ApiError::unauthorized("unknown responder token"))
@@ -120,7 +112,7 @@ impl FromRequestParts<AppState> for Ingester {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = bearer(parts)?;
-        match auth::ingest_key_name(&state.db, key).await? {
+        match auth::ingest_key_name(state.desk.db(), key).await? {
             Some(_) => Ok(Ingester),
             None => Err(ApiError::unauthorized("unknown ingest key")),
         }
@@ -144,7 +136,7 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiEr
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    sqlx::query("SELECT 1").execute(state.db.pool()).await?;
+    sqlx::query("SELECT 1").execute(state.desk.db().pool()).await?;
     Ok(Json(serde_json::json!({ "status": "ok" })))
 }
 
@@ -187,9 +179,9 @@ async fn list_tickets(
             .map_err(|e| ApiError::invalid(e.to_string()))?,
         priority: q
             .priority
-            .map(|p| desk::parse_priority(&p))
+            .map(|p| p.parse::<Priority>())
             .transpose()
-            .map_err(ApiError::from)?,
+            .map_err(|e| ApiError::invalid(e.to_string()))?,
         chat: q.chat,
         due_before: q
             .due_before
@@ -201,14 +193,14 @@ async fn list_tickets(
             .transpose()?,
         limit: q.limit,
     };
-    Ok(Json(desk::list(&state.db, &filter).await?))
+    Ok(Json(desk::list(state.desk.db(), &filter).await?))
 }
 
 type TicketPath = Result<Path<i64>, axum::extract::rejection::PathRejection>;
 
 async fn ticket(State(state): State<AppState>, _: Caller, id: TicketPath) -> Result<Json<TicketDetail>, ApiError> {
     let Path(id) = id?;
-    Ok(Json(desk::detail(&state.db, TicketId(id)).await?))
+    Ok(Json(desk::detail(state.desk.db(), TicketId(id)).await?))
 }
 
 async fn act(
@@ -220,10 +212,7 @@ async fn act(
 ) -> Result<Json<TicketSummary>, ApiError> {
     let Path(id) = id?;
     let now = state.clock.now_ms();
-    let summary = desk::act(&state.db, &state.sla, now, TicketId(id), caller.actor(), action, text).await?;
-    if matches!(action, Action::Reopen | Action::Reclassify { .. }) {
-        state.deadlines_changed.notify_waiters();
-    }
+    let summary = state.desk.act(now, TicketId(id), caller.actor(), action, text).await?;
     Ok(Json(summary))
 }
 
@@ -279,7 +268,7 @@ async fn transfer(
     Body(body): Body<TransferBody>,
 ) -> Result<Json<TicketSummary>, ApiError> {
     let to = ResponderId(body.to);
-    if !auth::responder_exists(&state.db, to).await? {
+    if !auth::responder_exists(state.desk.db(), to).await? {
         return Err(ApiError::invalid(format!("responder {} does not exist", body.to)));
     }
     act(&state, &me, id, Action::Transfer { to }, None).await

@@ -12,10 +12,11 @@ use std::sync::{Arc, OnceLock};
 use sqlx::Connection;
 use suqiu::classify::Classifier;
 use suqiu::clock::{ManualClock, SharedClock};
-use suqiu::config::IntakeConfig;
-use suqiu::sla::SlaConfig;
+use suqiu::config::Config;
 use suqiu::store::Db;
+use suqiu::tickets::desk::Desk;
 use suqiu::tickets::intake::{InboundMessage, Intake, IntakeSettings};
+use suqiu::tickets::TicketId;
 
 /// 2026-11-02 08:00 UTC: tests start the clock here.
 pub const T0: i64 = 1_793_606_400_000;
@@ -128,23 +129,24 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// An intake on `db` with a manual clock at [`T0`].
+/// An intake on `db` with the default configuration and a manual clock at [`T0`].
 pub fn intake(db: &Db) -> (Intake, Arc<ManualClock>) {
     let clock = ManualClock::at(T0);
     let shared: SharedClock = clock.clone();
-    let defaults = IntakeConfig::default();
-    let (intake, _) = Intake::start(
-        db.clone(),
-        classifier(),
-        shared,
-        IntakeSettings {
-            follow_up_window: defaults.follow_up_window,
-            max_batch: defaults.max_batch,
-            sla: SlaConfig::default(),
-            deadlines_changed: Default::default(),
-        },
-    );
+    let settings = IntakeSettings::from_config(&Config::default(), Default::default());
+    let (intake, _) = Intake::start(db.clone(), classifier(), shared, settings);
     (intake, clock)
+}
+
+/// The responders' desk on `db` with the default SLA policies.
+pub fn desk(db: &Db) -> Desk {
+    Desk::new(db.clone(), Default::default(), Default::default())
+}
+
+/// Submits an appeal that must open (or join) a ticket, and returns the ticket.
+pub async fn ticket_of(intake: &Intake, message: InboundMessage) -> TicketId {
+    let outcome = intake.submit(message).await.expect("intake stores the message");
+    outcome.ticket.expect("the message is an appeal").id
 }
 
 /// A message from `sender` in the chat `group-1`, sent at `at`.
