@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod eval;
 pub mod replay;
+pub mod reports;
 pub mod sla;
 pub mod store;
 pub mod tickets;

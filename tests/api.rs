@@ -17,6 +17,7 @@ on_both_backends!(
     bad_requests_get_json_errors_and_store_nothing,
     a_responders_token_cannot_act_for_another,
     the_queue_filters_by_status_and_deadline,
+    supervisors_read_response_times_by_category_and_responder,
 );
 
 struct TestApp {
@@ -26,7 +27,7 @@ struct TestApp {
     tokens: Vec<String>,
     ids: Vec<i64>,
     t: TestDb,
-    _clock: Arc<ManualClock>,
+    clock: Arc<ManualClock>,
 }
 
 impl TestApp {
@@ -48,6 +49,10 @@ impl TestApp {
             tokens.push(token);
             ids.push(responder.id.0);
         }
+        let (_, supervisor) = auth::add_responder(&t.db, "赵主任", Role::Supervisor, T0)
+            .await
+            .unwrap();
+        tokens.push(supervisor);
         TestApp {
             base,
             http: Client::new(),
@@ -55,7 +60,7 @@ impl TestApp {
             tokens,
             ids,
             t,
-            _clock: clock,
+            clock,
         }
     }
 
@@ -85,9 +90,18 @@ impl TestApp {
     }
 
     async fn get(&self, who: usize, path: &str) -> (StatusCode, Value) {
+        self.get_url(who, &format!("/api/v1/tickets{path}")).await
+    }
+
+    async fn report(&self, who: usize, query: &str) -> (StatusCode, Value) {
+        self.get_url(who, &format!("/api/v1/reports/response-times?{query}"))
+            .await
+    }
+
+    async fn get_url(&self, who: usize, path: &str) -> (StatusCode, Value) {
         let response = self
             .http
-            .get(format!("{}/api/v1/tickets{path}", self.base))
+            .get(format!("{}{path}", self.base))
             .bearer_auth(&self.tokens[who])
             .send()
             .await
@@ -95,6 +109,9 @@ impl TestApp {
         (response.status(), response.json().await.unwrap())
     }
 }
+
+/// The responders' tokens, then the supervisor's.
+const SUPERVISOR: usize = 2;
 
 fn appeal(id: &str, text: &str) -> Value {
     json!({
@@ -393,5 +410,112 @@ async fn the_queue_filters_by_status_and_deadline(t: TestDb) {
     assert_eq!(soon.as_array().unwrap().len(), 1);
     let (_, by_category) = app.get(0, "?category=freight_arrears&priority=P2").await;
     assert_eq!(by_category[0]["id"], arrears["ticket"]["id"]);
+    app.t.finish().await;
+}
+
+async fn supervisors_read_response_times_by_category_and_responder(t: TestDb) {
+    const MINUTE: i64 = 60_000;
+    let app = TestApp::spawn(t).await;
+    let open = |id: &str, driver: &str, text: &str| {
+        let mut body = appeal(id, text);
+        body["sender"] = json!(driver);
+        body
+    };
+    let (_, breakdown) = app
+        .ingest(open("1", "d1", "车坏在半路了，发动机打不着火，需要拖车"))
+        .await;
+    let (_, arrears) = app
+        .ingest(open("2", "d2", "运费拖了三个月还没结，老板电话也不接"))
+        .await;
+    let (_, platform) = app.ingest(open("3", "d3", "平台把我账号封了，申诉也没人理")).await;
+    let [breakdown, arrears] = [&breakdown, &arrears].map(|b| b["ticket"]["id"].as_i64().unwrap());
+    assert!(platform["ticket"]["id"].is_i64(), "{platform}");
+
+    // The breakdown is claimed after 2 minutes, answered after 5 (within its 15) and resolved after an hour.
+    // The arrears are claimed after 10 minutes and answered after 40 (past their 30). Nobody answers the
+    // platform ban, which is past due too.
+    let steps = [
+        (2, 0, breakdown, "claim"),
+        (5, 0, breakdown, "reply"),
+        (10, 1, arrears, "claim"),
+        (40, 1, arrears, "reply"),
+        (60, 0, breakdown, "resolve"),
+    ];
+    for (minute, who, id, action) in steps {
+        app.clock.set(T0 + minute * MINUTE);
+        let (status, body) = app
+            .post(who, &format!("/{id}/{action}"), json!({ "text": "已处理" }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{action} {id}: {body}");
+    }
+
+    let (status, report) = app.report(SUPERVISOR, "group_by=category").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let group = |key: &str| {
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == key)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let b = group("breakdown");
+    assert_eq!(b["tickets"], 1);
+    assert_eq!(b["to_claim"]["median_seconds"], 120.0);
+    assert_eq!(b["to_first_response"]["p90_seconds"], 300.0);
+    assert_eq!(b["to_resolution"]["median_seconds"], 3600.0);
+    assert_eq!(b["first_response_sla"]["rate"], 1.0);
+    let a = group("freight_arrears");
+    assert_eq!(a["to_first_response"]["median_seconds"], 2400.0);
+    assert_eq!(
+        (&a["first_response_sla"]["met"], &a["first_response_sla"]["missed"]),
+        (&json!(0), &json!(1))
+    );
+    assert_eq!(a["to_resolution"]["count"], 0);
+    let total = &report["total"];
+    assert_eq!(total["tickets"], 3);
+    assert_eq!(total["first_response_sla"]["met"], 1);
+    assert_eq!(
+        total["first_response_sla"]["missed"], 2,
+        "the unanswered platform ban is past due"
+    );
+    let backlog = &report["backlog"];
+    assert_eq!((&backlog["open"], &backlog["responded"]), (&json!(1), &json!(1)));
+    assert_eq!(backlog["overdue"], 1);
+
+    let (_, by_responder) = app.report(SUPERVISOR, "group_by=responder").await;
+    let keys: Vec<&str> = by_responder["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["unassigned", "李师傅", "王师傅"]);
+
+    // A period before the tickets has none of them, and the backlog is still today's.
+    let (_, empty) = app
+        .report(SUPERVISOR, "from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z")
+        .await;
+    assert_eq!(empty["total"]["tickets"], 0);
+    assert_eq!(empty["total"]["to_claim"]["median_seconds"], Value::Null);
+    assert_eq!(empty["backlog"]["open"], 1);
+
+    let (status, body) = app.report(0, "group_by=category").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    for bad in [
+        "group_by=week",
+        "from=yesterday",
+        "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "group_by=day&time_zone=Mars/Olympus",
+    ] {
+        let (status, body) = app.report(SUPERVISOR, bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let (_, by_day) = app.report(SUPERVISOR, "group_by=day&time_zone=Asia/Shanghai").await;
+    assert_eq!(by_day["groups"][0]["key"], "2026-11-02");
     app.t.finish().await;
 }

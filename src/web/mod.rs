@@ -1,4 +1,4 @@
-//! The HTTP API (axum): ingest for bridges, the ticket API for responders, health.
+//! The HTTP API (axum): ingest for bridges, the ticket API for responders, reports for supervisors, health.
 //!
 //! Handlers only translate: HTTP in, a call to intake or the desk, JSON out. No SQL and no rules here.
 
@@ -14,9 +14,10 @@ use serde::Deserialize;
 
 pub use error::ApiError;
 
-use crate::auth::{self, Responder};
+use crate::auth::{self, Responder, Role};
 use crate::classify::{Category, Label, Priority};
 use crate::clock::SharedClock;
+use crate::reports::{self, GroupBy, Period, Report};
 use crate::tickets::desk::{self, Desk, Filter, TicketDetail, TicketSummary};
 use crate::tickets::intake::{InboundMessage, Intake, Outcome};
 use crate::tickets::state::Action;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/api/v1/messages", post(ingest))
         .nest("/api/v1/tickets", tickets)
+        .route("/api/v1/reports/response-times", get(response_times))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -185,11 +187,8 @@ async fn list_tickets(
         chat: q.chat,
         due_before: q
             .due_before
-            .map(|t| {
-                t.parse::<jiff::Timestamp>()
-                    .map(|t| t.as_millisecond())
-                    .map_err(|e| ApiError::invalid(format!("due_before {t:?} is not an RFC 3339 time: {e}")))
-            })
+            .as_deref()
+            .map(|t| timestamp("due_before", t))
             .transpose()?,
         limit: q.limit,
     };
@@ -302,4 +301,65 @@ async fn reopen(
     id: TicketPath,
 ) -> Result<Json<TicketSummary>, ApiError> {
     act(&state, &me, id, Action::Reopen, None).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    /// RFC 3339; seven days before `to` when absent.
+    from: Option<String>,
+    /// RFC 3339; now when absent.
+    to: Option<String>,
+    group_by: Option<String>,
+    /// IANA zone for `group_by=day`; UTC when absent.
+    time_zone: Option<String>,
+}
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+async fn response_times(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Report>, ApiError> {
+    if me.role != Role::Supervisor {
+        return Err(ApiError::forbidden("reports are for supervisors"));
+    }
+    let Query(q) = query?;
+    let now = state.clock.now_ms();
+    let to = q.to.as_deref().map(|t| timestamp("to", t)).transpose()?.unwrap_or(now);
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| timestamp("from", t))
+        .transpose()?
+        .unwrap_or(to - WEEK_MS);
+    if from >= to {
+        return Err(ApiError::invalid("`from` must come before `to`"));
+    }
+    let group_by = q
+        .group_by
+        .as_deref()
+        .map_or(Ok(GroupBy::Category), str::parse)
+        .map_err(ApiError::invalid)?;
+    let time_zone = match q.time_zone.as_deref() {
+        None => jiff::tz::TimeZone::UTC,
+        Some(name) => jiff::tz::TimeZone::get(name)
+            .map_err(|e| ApiError::invalid(format!("time_zone {name:?} is not a known time zone: {e}")))?,
+    };
+    let period = Period {
+        from,
+        to,
+        group_by,
+        time_zone,
+    };
+    Ok(Json(reports::response_times(state.desk.db(), &period, now).await?))
+}
+
+/// Milliseconds since the epoch of an RFC 3339 query parameter.
+fn timestamp(name: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| ApiError::invalid(format!("{name} {value:?} is not an RFC 3339 time: {e}")))
 }
