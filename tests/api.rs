@@ -208,6 +208,13 @@ async fn bad_requests_get_json_errors_and_store_nothing(t: TestDb) {
             "invalid_request",
         ),
         (
+            "a NUL character in the text",
+            br#"{"channel":"telegram","chat":"g","message_id":"1","sender":"d","text":"hi\u0000"}"#.to_vec(),
+            key.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
             "empty id",
             br#"{"channel":"telegram","chat":"g","message_id":" ","sender":"d","text":"hi"}"#.to_vec(),
             key.clone(),

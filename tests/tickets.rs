@@ -6,7 +6,8 @@ use support::{desk, intake, message, ticket_of, TestDb, MINUTE, T0};
 use suqiu::auth::{self, Role};
 use suqiu::classify::Category;
 use suqiu::tickets::desk::{self, DeskError, Filter};
-use suqiu::tickets::intake::Disposition;
+use suqiu::store::Backend;
+use suqiu::tickets::intake::{Disposition, IntakeError};
 use suqiu::tickets::state::{Action, Actor, Refusal};
 use suqiu::tickets::{ResponderId, Status, TicketId};
 
@@ -29,6 +30,7 @@ on_both_backends!(
     the_queue_puts_priority_first_then_the_nearest_deadline,
     reopening_sets_new_resolution_deadlines,
     the_event_log_is_append_only,
+    a_message_the_database_refuses_does_not_undo_the_others_of_its_batch,
 );
 
 async fn responder(t: &TestDb, name: &str) -> ResponderId {
@@ -400,5 +402,41 @@ async fn the_event_log_is_append_only(t: TestDb) {
     assert!(update.unwrap_err().to_string().contains("append-only"));
     assert!(delete.unwrap_err().to_string().contains("append-only"));
     assert_eq!(t.count("ticket_events").await, 2);
+    t.finish().await;
+}
+
+async fn a_message_the_database_refuses_does_not_undo_the_others_of_its_batch(t: TestDb) {
+    // A trigger stands in for any storage failure of one message.
+    let poison = match t.db.backend() {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.text = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION poison()",
+        ],
+    };
+    for sql in poison {
+        sqlx::query(sql).execute(t.db.pool()).await.unwrap();
+    }
+    let (intake, _) = intake(&t.db);
+    // Queued together, so that they share a batch.
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let text = if i == 10 { "poison" } else { BREAKDOWN };
+        let sender = format!("d{i}");
+        pending.push(intake.send(message(&i.to_string(), &sender, text, T0)).await.unwrap());
+    }
+    let mut outcomes = Vec::new();
+    for p in pending {
+        outcomes.push(p.outcome().await);
+    }
+
+    assert!(matches!(outcomes[10], Err(IntakeError::Store(_))), "{:?}", outcomes[10]);
+    let stored = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(stored, 19);
+    assert_eq!((t.count("messages").await, t.count("tickets").await), (19, 19));
     t.finish().await;
 }

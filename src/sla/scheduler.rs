@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::clock::{rfc3339, SharedClock};
 use crate::store::Db;
 use crate::tickets::desk::{self, DeskError};
-use crate::tickets::records::{enqueue, preview, record};
+use crate::tickets::records::{enqueue, preview, record, Outgoing};
 use crate::tickets::state::{Action, Actor};
 use crate::tickets::{EventKind, TicketId};
 
@@ -168,7 +168,14 @@ impl Scheduler {
             escalated.category.id(),
             preview(first.as_deref().unwrap_or_default())
         );
-        enqueue(&mut tx, Some(d.ticket), "supervisors", None, kind.id(), &alert, now).await?;
+        let alert = Outgoing {
+            ticket: Some(d.ticket),
+            audience: "supervisors",
+            to: None,
+            kind: kind.id(),
+            text: &alert,
+        };
+        enqueue(&mut tx, now, &[alert]).await?;
         tx.commit().await?;
         tracing::info!(ticket = %d.ticket, target = d.target.id(), stage = d.stage.id(), late_ms = late, "sla deadline fired");
         Ok(true)

@@ -15,7 +15,7 @@ use crate::clock::rfc3339;
 use crate::sla::{SlaConfig, Target};
 use crate::store::Db;
 
-use super::records::{enqueue, record, write_timers, Recipient, Timers};
+use super::records::{enqueue, record, write_timers, Outgoing, Recipient, Timers};
 use super::state::{self, Action, Actor, Refusal, State};
 use super::{EventKind, ResponderId, Status, TicketId};
 
@@ -399,7 +399,14 @@ pub(crate) async fn apply(
             chat: &chat,
             reply_to: last.as_deref(),
         };
-        enqueue(tx, Some(id), "driver", Some(to), "reply", text, now).await?;
+        let reply = Outgoing {
+            ticket: Some(id),
+            audience: "driver",
+            to: Some(to),
+            kind: "reply",
+            text,
+        };
+        enqueue(tx, now, &[reply]).await?;
     }
     Ok(Applied {
         state: after,
@@ -432,7 +439,7 @@ async fn set_deadlines(
     how: Timers,
 ) -> Result<(), sqlx::Error> {
     let deadlines = sla.deadlines(state.category, state.priority, target, from);
-    write_timers(tx, id, deadlines, how).await?;
+    write_timers(tx, id, &deadlines, how).await?;
     // A first response already given keeps the deadline it was measured against.
     if target == Target::FirstResponse && state.responded && how == Timers::MovePending {
         return Ok(());

@@ -4,10 +4,31 @@
 use sqlx::{Any, Transaction};
 
 use crate::sla::Deadline;
+use crate::store::values;
 
 use super::{EventKind, TicketId};
 
-/// Appends an event to a ticket's log; `actor` is the responder, `None` for suqiu itself.
+/// Appends events to a ticket's log, in order; `actor` is the responder, `None` for suqiu itself.
+pub(crate) async fn record_all(
+    tx: &mut Transaction<'_, Any>,
+    ticket: TicketId,
+    at: i64,
+    actor: Option<i64>,
+    events: &[(EventKind, serde_json::Value)],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO ticket_events (ticket_id, at, kind, actor, data) VALUES {}",
+        values(events.len(), 5)
+    );
+    let mut query = sqlx::query(&sql);
+    for (kind, data) in events {
+        query = query.bind(ticket.0).bind(at).bind(kind.id()).bind(actor).bind(data.to_string());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Appends one event to a ticket's log.
 pub(crate) async fn record(
     tx: &mut Transaction<'_, Any>,
     ticket: TicketId,
@@ -16,15 +37,7 @@ pub(crate) async fn record(
     actor: Option<i64>,
     data: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO ticket_events (ticket_id, at, kind, actor, data) VALUES ($1, $2, $3, $4, $5)")
-        .bind(ticket.0)
-        .bind(at)
-        .bind(kind.id())
-        .bind(actor)
-        .bind(data.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    record_all(tx, ticket, at, actor, &[(kind, data)]).await
 }
 
 /// Where a message to a driver goes.
@@ -34,30 +47,40 @@ pub(crate) struct Recipient<'a> {
     pub reply_to: Option<&'a str>,
 }
 
-/// Queues a message to send: to a driver, or to the responders' or supervisors' chat (`to` is `None`).
+/// A message to send: to a driver, or to the responders' or supervisors' chat (`to` is `None`).
+pub(crate) struct Outgoing<'a> {
+    pub ticket: Option<TicketId>,
+    pub audience: &'a str,
+    pub to: Option<Recipient<'a>>,
+    pub kind: &'a str,
+    pub text: &'a str,
+}
+
+/// Queues messages to send.
 pub(crate) async fn enqueue(
     tx: &mut Transaction<'_, Any>,
-    ticket: Option<TicketId>,
-    audience: &str,
-    to: Option<Recipient<'_>>,
-    kind: &str,
-    text: &str,
     now: i64,
+    messages: &[Outgoing<'_>],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let sql = format!(
         "INSERT INTO outbox (audience, channel, chat, reply_to, ticket_id, kind, text, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-    )
-    .bind(audience)
-    .bind(to.as_ref().map(|r| r.channel.to_owned()))
-    .bind(to.as_ref().map(|r| r.chat.to_owned()))
-    .bind(to.as_ref().and_then(|r| r.reply_to.map(str::to_owned)))
-    .bind(ticket.map(|t| t.0))
-    .bind(kind)
-    .bind(text)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+         VALUES {}",
+        values(messages.len(), 9)
+    );
+    let mut query = sqlx::query(&sql);
+    for m in messages {
+        query = query
+            .bind(m.audience)
+            .bind(m.to.as_ref().map(|r| r.channel.to_owned()))
+            .bind(m.to.as_ref().map(|r| r.chat.to_owned()))
+            .bind(m.to.as_ref().and_then(|r| r.reply_to.map(str::to_owned)))
+            .bind(m.ticket.map(|t| t.0))
+            .bind(m.kind)
+            .bind(m.text)
+            .bind(now)
+            .bind(now);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -70,28 +93,37 @@ pub(crate) enum Timers {
     MovePending,
 }
 
-/// Writes a ticket's warning and breach timers for one target.
+/// Writes a ticket's timers.
 pub(crate) async fn write_timers(
     tx: &mut Transaction<'_, Any>,
     ticket: TicketId,
-    deadlines: [Deadline; 2],
+    deadlines: &[Deadline],
     how: Timers,
 ) -> Result<(), sqlx::Error> {
-    let sql = match how {
+    match how {
         Timers::Schedule => {
-            "INSERT INTO deadlines (ticket_id, target, stage, due_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (ticket_id, target, stage) DO UPDATE SET due_at = excluded.due_at"
+            let sql = format!(
+                "INSERT INTO deadlines (ticket_id, target, stage, due_at) VALUES {} \
+                 ON CONFLICT (ticket_id, target, stage) DO UPDATE SET due_at = excluded.due_at",
+                values(deadlines.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for d in deadlines {
+                query = query.bind(ticket.0).bind(d.target.id()).bind(d.stage.id()).bind(d.due_at);
+            }
+            query.execute(&mut **tx).await?;
         }
-        Timers::MovePending => "UPDATE deadlines SET due_at = $4 WHERE ticket_id = $1 AND target = $2 AND stage = $3",
-    };
-    for d in deadlines {
-        sqlx::query(sql)
-            .bind(ticket.0)
-            .bind(d.target.id())
-            .bind(d.stage.id())
-            .bind(d.due_at)
-            .execute(&mut **tx)
-            .await?;
+        Timers::MovePending => {
+            for d in deadlines {
+                sqlx::query("UPDATE deadlines SET due_at = $4 WHERE ticket_id = $1 AND target = $2 AND stage = $3")
+                    .bind(ticket.0)
+                    .bind(d.target.id())
+                    .bind(d.stage.id())
+                    .bind(d.due_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
     }
     Ok(())
 }
