@@ -3,10 +3,11 @@
 mod support;
 
 use support::{desk, intake, message, ticket_of, TestDb, MINUTE, T0};
+use suqiu::tickets::intake::InboundMessage;
 use suqiu::auth::{self, Role};
 use suqiu::classify::Category;
-use suqiu::tickets::desk::{self, DeskError, Filter};
 use suqiu::store::Backend;
+use suqiu::tickets::desk::{self, DeskError, Filter};
 use suqiu::tickets::intake::{Disposition, IntakeError};
 use suqiu::tickets::state::{Action, Actor, Refusal};
 use suqiu::tickets::{ResponderId, Status, TicketId};
@@ -31,6 +32,7 @@ on_both_backends!(
     reopening_sets_new_resolution_deadlines,
     the_event_log_is_append_only,
     a_message_the_database_refuses_does_not_undo_the_others_of_its_batch,
+    a_conversation_threads_the_same_in_one_batch_as_one_message_at_a_time,
 );
 
 async fn responder(t: &TestDb, name: &str) -> ResponderId {
@@ -438,5 +440,88 @@ async fn a_message_the_database_refuses_does_not_undo_the_others_of_its_batch(t:
     let stored = outcomes.iter().filter(|o| o.is_ok()).count();
     assert_eq!(stored, 19);
     assert_eq!((t.count("messages").await, t.count("tickets").await), (19, 19));
+    t.finish().await;
+}
+
+/// A conversation in one chat: appeals, follow-ups in and out of the window, replies, repeats, another
+/// driver replying, and the same message delivered twice.
+fn conversation() -> Vec<InboundMessage> {
+    let hour = 60 * MINUTE;
+    let mut script = vec![
+        message("1", "d1", ARREARS, T0),
+        message("2", "d1", "都三个月了", T0 + MINUTE),
+        message("3", "d2", CHATTER, T0 + 2 * MINUTE),
+        message("4", "d2", BREAKDOWN, T0 + 3 * MINUTE),
+        message("5", "d1", BREAKDOWN, T0 + 2 * hour),
+        message("6", "d1", "货主说回单没到不给结账，已经拖了两个月", T0 + 5 * hour),
+        message("7", "d3", ACCIDENT, T0 + 5 * hour),
+        message("8", "d2", "师傅们早上好", T0 + 9 * hour),
+        message("9", "d1", "还是没消息", T0 + 9 * hour),
+        message("4", "d2", BREAKDOWN, T0 + 3 * MINUTE),
+    ];
+    script[7].reply_to = Some("7".into()); // another driver's appeal: never attaches
+    script[8].reply_to = Some("5".into()); // their own breakdown, after the window
+    script
+}
+
+async fn a_conversation_threads_the_same_in_one_batch_as_one_message_at_a_time(t: TestDb) {
+    let one_by_one = {
+        let (intake, _) = intake(&t.db);
+        let mut outcomes = Vec::new();
+        for mut m in conversation() {
+            m.channel = "one-by-one".into();
+            outcomes.push(intake.submit(m).await.unwrap());
+        }
+        outcomes
+    };
+    let batched = {
+        let (intake, _) = intake(&t.db);
+        let mut pending = Vec::new();
+        for mut m in conversation() {
+            m.channel = "batched".into();
+            pending.push(intake.send(m).await.unwrap());
+        }
+        let mut outcomes = Vec::new();
+        for p in pending {
+            outcomes.push(p.outcome().await.unwrap());
+        }
+        outcomes
+    };
+
+    let shape = |outcomes: &[suqiu::tickets::intake::Outcome]| {
+        // Tickets numbered in order of first appearance, so that the two runs compare.
+        let mut seen = Vec::new();
+        outcomes
+            .iter()
+            .map(|o| {
+                let ticket = o.ticket.as_ref().map(|t| {
+                    let n = seen.iter().position(|&s| s == t.id).unwrap_or_else(|| {
+                        seen.push(t.id);
+                        seen.len() - 1
+                    });
+                    (n, t.category.clone())
+                });
+                (o.disposition, ticket, o.duplicate)
+            })
+            .collect::<Vec<_>>()
+    };
+    let expected = shape(&one_by_one);
+    assert_eq!(
+        expected.iter().map(|(d, _, _)| *d).collect::<Vec<_>>(),
+        [
+            Disposition::Opened,
+            Disposition::Attached,
+            Disposition::Chatter,
+            Disposition::Opened,
+            Disposition::Opened,
+            Disposition::Attached,
+            Disposition::Opened,
+            Disposition::Chatter,
+            Disposition::Attached,
+            Disposition::Opened,
+        ]
+    );
+    assert!(expected[9].2, "the message delivered again is a duplicate");
+    assert_eq!(shape(&batched), expected);
     t.finish().await;
 }

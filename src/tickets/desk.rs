@@ -439,7 +439,7 @@ async fn set_deadlines(
     how: Timers,
 ) -> Result<(), sqlx::Error> {
     let deadlines = sla.deadlines(state.category, state.priority, target, from);
-    write_timers(tx, id, &deadlines, how).await?;
+    write_timers(tx, &deadlines.map(|d| (id, d)), how).await?;
     // A first response already given keeps the deadline it was measured against.
     if target == Target::FirstResponse && state.responded && how == Timers::MovePending {
         return Ok(());

@@ -8,23 +8,32 @@ use crate::store::values;
 
 use super::{EventKind, TicketId};
 
-/// Appends events to a ticket's log, in order; `actor` is the responder, `None` for suqiu itself.
+/// Rows written by one multi-row statement at most: well within both backends' limits on parameters.
+const ROWS: usize = 500;
+
+/// Appends events to tickets' logs, in order; `actor` is the responder, `None` for suqiu itself.
 pub(crate) async fn record_all(
     tx: &mut Transaction<'_, Any>,
-    ticket: TicketId,
     at: i64,
     actor: Option<i64>,
-    events: &[(EventKind, serde_json::Value)],
+    events: &[(TicketId, EventKind, serde_json::Value)],
 ) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO ticket_events (ticket_id, at, kind, actor, data) VALUES {}",
-        values(events.len(), 5)
-    );
-    let mut query = sqlx::query(&sql);
-    for (kind, data) in events {
-        query = query.bind(ticket.0).bind(at).bind(kind.id()).bind(actor).bind(data.to_string());
+    for events in events.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO ticket_events (ticket_id, at, kind, actor, data) VALUES {}",
+            values(events.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (ticket, kind, data) in events {
+            query = query
+                .bind(ticket.0)
+                .bind(at)
+                .bind(kind.id())
+                .bind(actor)
+                .bind(data.to_string());
+        }
+        query.execute(&mut **tx).await?;
     }
-    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -37,7 +46,7 @@ pub(crate) async fn record(
     actor: Option<i64>,
     data: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    record_all(tx, ticket, at, actor, &[(kind, data)]).await
+    record_all(tx, at, actor, &[(ticket, kind, data)]).await
 }
 
 /// Where a message to a driver goes.
@@ -62,25 +71,27 @@ pub(crate) async fn enqueue(
     now: i64,
     messages: &[Outgoing<'_>],
 ) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO outbox (audience, channel, chat, reply_to, ticket_id, kind, text, created_at, next_attempt_at) \
-         VALUES {}",
-        values(messages.len(), 9)
-    );
-    let mut query = sqlx::query(&sql);
-    for m in messages {
-        query = query
-            .bind(m.audience)
-            .bind(m.to.as_ref().map(|r| r.channel.to_owned()))
-            .bind(m.to.as_ref().map(|r| r.chat.to_owned()))
-            .bind(m.to.as_ref().and_then(|r| r.reply_to.map(str::to_owned)))
-            .bind(m.ticket.map(|t| t.0))
-            .bind(m.kind)
-            .bind(m.text)
-            .bind(now)
-            .bind(now);
+    for messages in messages.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO outbox (audience, channel, chat, reply_to, ticket_id, kind, text, created_at, \
+             next_attempt_at) VALUES {}",
+            values(messages.len(), 9)
+        );
+        let mut query = sqlx::query(&sql);
+        for m in messages {
+            query = query
+                .bind(m.audience)
+                .bind(m.to.as_ref().map(|r| r.channel.to_owned()))
+                .bind(m.to.as_ref().map(|r| r.chat.to_owned()))
+                .bind(m.to.as_ref().and_then(|r| r.reply_to.map(str::to_owned)))
+                .bind(m.ticket.map(|t| t.0))
+                .bind(m.kind)
+                .bind(m.text)
+                .bind(now)
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
     }
-    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -93,28 +104,33 @@ pub(crate) enum Timers {
     MovePending,
 }
 
-/// Writes a ticket's timers.
+/// Writes tickets' timers.
 pub(crate) async fn write_timers(
     tx: &mut Transaction<'_, Any>,
-    ticket: TicketId,
-    deadlines: &[Deadline],
+    timers: &[(TicketId, Deadline)],
     how: Timers,
 ) -> Result<(), sqlx::Error> {
     match how {
         Timers::Schedule => {
-            let sql = format!(
-                "INSERT INTO deadlines (ticket_id, target, stage, due_at) VALUES {} \
-                 ON CONFLICT (ticket_id, target, stage) DO UPDATE SET due_at = excluded.due_at",
-                values(deadlines.len(), 4)
-            );
-            let mut query = sqlx::query(&sql);
-            for d in deadlines {
-                query = query.bind(ticket.0).bind(d.target.id()).bind(d.stage.id()).bind(d.due_at);
+            for timers in timers.chunks(ROWS) {
+                let sql = format!(
+                    "INSERT INTO deadlines (ticket_id, target, stage, due_at) VALUES {} \
+                     ON CONFLICT (ticket_id, target, stage) DO UPDATE SET due_at = excluded.due_at",
+                    values(timers.len(), 4)
+                );
+                let mut query = sqlx::query(&sql);
+                for (ticket, d) in timers {
+                    query = query
+                        .bind(ticket.0)
+                        .bind(d.target.id())
+                        .bind(d.stage.id())
+                        .bind(d.due_at);
+                }
+                query.execute(&mut **tx).await?;
             }
-            query.execute(&mut **tx).await?;
         }
         Timers::MovePending => {
-            for d in deadlines {
+            for (ticket, d) in timers {
                 sqlx::query("UPDATE deadlines SET due_at = $4 WHERE ticket_id = $1 AND target = $2 AND stage = $3")
                     .bind(ticket.0)
                     .bind(d.target.id())

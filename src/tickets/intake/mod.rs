@@ -297,10 +297,7 @@ impl Writer {
     /// The whole batch in one transaction: all of it is stored, or none.
     async fn write_together(&self, batch: &[Job], now: i64) -> Result<Vec<Outcome>, IntakeError> {
         let mut tx = self.db.pool().begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for job in batch {
-            outcomes.push(self.intake(&mut tx, &job.message, &job.classification, now).await?);
-        }
+        let outcomes = self.write_batch(&mut tx, batch, now).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -308,11 +305,10 @@ impl Writer {
     async fn write_alone(&self, job: &Job, now: i64) -> Result<Outcome, IntakeError> {
         let m = &job.message;
         let mut tx = self.db.pool().begin().await?;
-        let outcome = self.intake(&mut tx, m, &job.classification, now).await;
-        match outcome {
-            Ok(outcome) => {
+        match self.write_batch(&mut tx, std::slice::from_ref(job), now).await {
+            Ok(mut outcomes) => {
                 tx.commit().await?;
-                Ok(outcome)
+                Ok(outcomes.remove(0))
             }
             Err(e) => {
                 tracing::warn!(error = %e, chat = %m.chat, message_id = %m.message_id, "intake failed");
