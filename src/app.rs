@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::auth::IngestKeys;
 use crate::classify::Classifier;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -40,6 +41,7 @@ impl Application {
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let state = AppState {
             intake,
+            ingest_keys: Arc::new(IngestKeys::new(db.clone())),
             desk: Desk::new(db, sla, deadlines_changed),
             clock,
         };

@@ -4,6 +4,10 @@
 //! A fast hash is the right one here: the secrets are random, not chosen by people, so there is nothing to
 //! guess, and every API request checks one. (People's passwords, for the dashboard, get a slow hash.)
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -149,12 +153,50 @@ pub async fn responder_by_token(db: &Db, token: &str) -> Result<Option<Responder
     .transpose()
 }
 
-/// The name of the ingest key, if `key` is one.
-pub async fn ingest_key_name(db: &Db, key: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT name FROM ingest_keys WHERE key_hash = $1")
-        .bind(hash(key))
-        .fetch_optional(db.pool())
-        .await
+/// Ingest keys already checked, so that a bridge's steady stream of messages does not look its key up in the
+/// database with every one. A key is trusted for [`IngestKeys::TRUSTED_FOR`] after a check; one deleted from
+/// the database stops working within that time. Unknown keys are looked up every time, so a new key works
+/// at once.
+pub struct IngestKeys {
+    db: Db,
+    /// SHA-256 of a key, and when it was last found in the database.
+    checked: Mutex<HashMap<String, Instant>>,
+}
+
+impl IngestKeys {
+    pub const TRUSTED_FOR: Duration = Duration::from_secs(60);
+
+    pub fn new(db: Db) -> IngestKeys {
+        IngestKeys {
+            db,
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` is an ingest key.
+    pub async fn check(&self, key: &str) -> Result<bool, sqlx::Error> {
+        let digest = hash(key);
+        let fresh = |at: &Instant| at.elapsed() < Self::TRUSTED_FOR;
+        if self
+            .checked
+            .lock()
+            .expect("not poisoned")
+            .get(&digest)
+            .is_some_and(fresh)
+        {
+            return Ok(true);
+        }
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM ingest_keys WHERE key_hash = $1")
+            .bind(&digest)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let mut checked = self.checked.lock().expect("not poisoned");
+        match found {
+            Some(_) => checked.insert(digest, Instant::now()),
+            None => checked.remove(&digest),
+        };
+        Ok(found.is_some())
+    }
 }
 
 pub async fn responder_exists(db: &Db, id: ResponderId) -> Result<bool, sqlx::Error> {

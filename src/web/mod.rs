@@ -4,6 +4,8 @@
 
 mod error;
 
+use std::sync::Arc;
+
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -14,7 +16,7 @@ use serde::Deserialize;
 
 pub use error::ApiError;
 
-use crate::auth::{self, Responder, Role};
+use crate::auth::{self, IngestKeys, Responder, Role};
 use crate::classify::{Category, Label, Priority};
 use crate::clock::SharedClock;
 use crate::reports::{self, GroupBy, Period, Report};
@@ -29,6 +31,7 @@ pub const MAX_BODY: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub intake: Intake,
+    pub ingest_keys: Arc<IngestKeys>,
     pub desk: Desk,
     pub clock: SharedClock,
 }
@@ -114,9 +117,10 @@ impl FromRequestParts<AppState> for Ingester {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = bearer(parts)?;
-        match auth::ingest_key_name(state.desk.db(), key).await? {
-            Some(_) => Ok(Ingester),
-            None => Err(ApiError::unauthorized("unknown ingest key")),
+        if state.ingest_keys.check(key).await? {
+            Ok(Ingester)
+        } else {
+            Err(ApiError::unauthorized("unknown ingest key"))
         }
     }
 }
