@@ -3,7 +3,7 @@
 # and on PostgreSQL. Next to it, in the same run, the baseline: `GET /healthz` (HTTP plus one database round
 # trip) under the same load, so the ratio says what storing, classifying and ticketing cost.
 #
-# Usage: scripts/bench-ingest.sh [sqlite|postgres|both] [SECONDS] [CONNECTIONS]   (default: both 20 64)
+# Usage: scripts/bench-ingest.sh [sqlite|postgres|both] [SECONDS] [CONNECTIONS]   (default: both 20 128)
 # PostgreSQL: SUQIU_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres); the script creates
 # and drops a database of its own. Needs wrk and python3; installs wrk when run as root.
 set -euo pipefail
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 backends=${1:-both}
 seconds=${2:-20}
-connections=${3:-64}
+connections=${3:-128}
 bin="${CARGO_TARGET_DIR:-target}/release/suqiu"
 admin_url=${SUQIU_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
