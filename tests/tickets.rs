@@ -3,11 +3,11 @@
 mod support;
 
 use support::{desk, intake, message, ticket_of, TestDb, MINUTE, T0};
-use suqiu::tickets::intake::InboundMessage;
 use suqiu::auth::{self, Role};
 use suqiu::classify::Category;
 use suqiu::store::Backend;
 use suqiu::tickets::desk::{self, DeskError, Filter};
+use suqiu::tickets::intake::InboundMessage;
 use suqiu::tickets::intake::{Disposition, IntakeError};
 use suqiu::tickets::state::{Action, Actor, Refusal};
 use suqiu::tickets::{ResponderId, Status, TicketId};
