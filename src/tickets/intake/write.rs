@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::classify::{Category, Label};
@@ -396,12 +397,7 @@ async fn open_tickets(
         }
         for row in query.fetch_all(&mut **tx).await? {
             open.push(Open {
-                ticket: TicketRef {
-                    id: TicketId(row.try_get("id")?),
-                    status: row.try_get("status")?,
-                    category: row.try_get("category")?,
-                    priority: row.try_get("priority")?,
-                },
+                ticket: ticket_ref(&row, TicketId(row.try_get("id")?))?,
                 channel: row.try_get("channel")?,
                 chat: row.try_get("chat")?,
                 driver: row.try_get("driver")?,
@@ -443,6 +439,16 @@ async fn replied_tickets(
     Ok(tickets)
 }
 
+/// Ticket `id` as an answer shows it, from a row with its `status`, `category` and `priority`.
+fn ticket_ref(row: &AnyRow, id: TicketId) -> Result<TicketRef, sqlx::Error> {
+    Ok(TicketRef {
+        id,
+        status: row.try_get("status")?,
+        category: row.try_get("category")?,
+        priority: row.try_get("priority")?,
+    })
+}
+
 /// Reads back what is stored for a message delivered again.
 async fn load_outcome(tx: &mut Transaction<'_, Any>, m: &InboundMessage) -> Result<Outcome, IntakeError> {
     let row = sqlx::query(
@@ -463,12 +469,7 @@ async fn load_outcome(tx: &mut Transaction<'_, Any>, m: &InboundMessage) -> Resu
         _ => Disposition::Chatter,
     };
     let ticket = match row.try_get::<Option<i64>, _>("ticket")? {
-        Some(ticket) => Some(TicketRef {
-            id: TicketId(ticket),
-            status: row.try_get::<String, _>("status")?,
-            category: row.try_get("category")?,
-            priority: row.try_get("priority")?,
-        }),
+        Some(id) => Some(ticket_ref(&row, TicketId(id))?),
         None => None,
     };
     Ok(Outcome {
