@@ -6,6 +6,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib.sh
 messages=${1:-100000}
 bin="${CARGO_TARGET_DIR:-target}/release/suqiu"
 runs=20
@@ -14,15 +15,8 @@ if ! command -v python3 >/dev/null; then
   echo "python3 is needed to generate the input and time start-up" >&2
   exit 1
 fi
-if [[ ! -x /usr/bin/time ]]; then
-  echo "/usr/bin/time (GNU time) is missing: it measures peak memory" >&2
-  if [[ $(id -u) -eq 0 ]]; then
-    apt-get install -y -q time >&2 || { apt-get update -q >&2 && apt-get install -y -q time >&2; }
-  else
-    echo "install it with: sudo apt-get install -y time" >&2
-    exit 1
-  fi
-fi
+# GNU time measures peak memory.
+install_if_missing /usr/bin/time time
 
 echo "building $bin" >&2
 cargo build --release -q

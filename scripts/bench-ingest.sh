@@ -9,20 +9,14 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib.sh
 backends=${1:-both}
 seconds=${2:-20}
 connections=${3:-128}
 bin="${CARGO_TARGET_DIR:-target}/release/suqiu"
 admin_url=${SUQIU_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 
-if ! command -v wrk >/dev/null; then
-  if [[ $(id -u) -eq 0 ]]; then
-    apt-get install -y -q wrk >&2 || { apt-get update -q >&2 && apt-get install -y -q wrk >&2; }
-  else
-    echo "wrk is missing: sudo apt-get install -y wrk" >&2
-    exit 1
-  fi
-fi
+install_if_missing /usr/bin/wrk wrk
 
 echo "building $bin" >&2
 cargo build --release -q

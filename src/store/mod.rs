@@ -131,6 +131,9 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
+/// Rows per multi-row statement: well within both backends' limits on parameters.
+pub const ROWS: usize = 500;
+
 /// `($1, $2, …), ($k+1, …), …`: the placeholders of a multi-row `VALUES` of `rows` rows of `columns` each.
 pub fn values(rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);

@@ -4,12 +4,9 @@
 use sqlx::{Any, Transaction};
 
 use crate::sla::Deadline;
-use crate::store::values;
+use crate::store::{values, ROWS};
 
 use super::{EventKind, TicketId};
-
-/// Rows written by one multi-row statement at most: well within both backends' limits on parameters.
-const ROWS: usize = 500;
 
 /// Appends events to tickets' logs, in order; `actor` is the responder, `None` for suqiu itself.
 pub(crate) async fn record_all(

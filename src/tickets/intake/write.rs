@@ -14,14 +14,11 @@ use sqlx::{Any, Row, Transaction};
 use crate::classify::{Category, Label};
 use crate::clock::rfc3339;
 use crate::sla::{Deadline, Target};
-use crate::store::values;
+use crate::store::{values, ROWS};
 use crate::tickets::records::{enqueue, preview, record_all, write_timers, Outgoing, Recipient, Timers};
 use crate::tickets::{EventKind, TicketId};
 
 use super::{Disposition, InboundMessage, IntakeError, Job, Outcome, StoredMessage, TicketRef, Writer};
-
-/// Rows per multi-row statement: well within both backends' limits on parameters.
-const ROWS: usize = 500;
 
 /// (channel, chat, an id within the chat: a driver or a message).
 type Key<'a> = (&'a str, &'a str, &'a str);
@@ -40,9 +37,9 @@ struct Open {
 struct Writes {
     events: Vec<(TicketId, EventKind, serde_json::Value)>,
     timers: Vec<(TicketId, Deadline)>,
-    /// New tickets to announce: (ticket, its message's index in the batch, the responders' alert). The driver
-    /// is acknowledged too.
-    alerts: Vec<(TicketId, usize, String)>,
+    /// New tickets to announce: (ticket, its category, its message's index in the batch, the responders'
+    /// alert). The driver is acknowledged too.
+    alerts: Vec<(TicketId, Category, usize, String)>,
     /// Tickets a message attached to, with their latest message time.
     touched: HashMap<TicketId, i64>,
     /// (message, ticket, disposition).
@@ -193,7 +190,7 @@ impl Writer {
             m.sender_name.as_deref().unwrap_or(&m.sender),
             preview(&m.text)
         );
-        writes.alerts.push((ticket, index, alert));
+        writes.alerts.push((ticket, category, index, alert));
         Ok(Open {
             ticket: TicketRef {
                 id: ticket,
@@ -224,9 +221,8 @@ impl Writer {
         }
         let rules = self.classifier.rules();
         let mut outgoing = Vec::with_capacity(writes.alerts.len() * 2);
-        for (ticket, index, alert) in &writes.alerts {
-            let (m, c) = (&jobs[*index].message, &jobs[*index].classification);
-            let Label::Appeal(category) = c.label else { continue };
+        for (ticket, category, index, alert) in &writes.alerts {
+            let m = &jobs[*index].message;
             // The bot's acknowledgement: it tells the driver their appeal is in, and is not a first response.
             outgoing.push(Outgoing {
                 ticket: Some(*ticket),
@@ -237,7 +233,7 @@ impl Writer {
                     reply_to: Some(&m.message_id),
                 }),
                 kind: "ack",
-                text: &rules.intent(category).ack,
+                text: &rules.intent(*category).ack,
             });
             outgoing.push(Outgoing {
                 ticket: Some(*ticket),
@@ -370,6 +366,24 @@ async fn insert_messages(
     Ok(stored)
 }
 
+/// The rows of `select` (a query ending in `(a, b, c) IN (VALUES `) for each of `keys`, in chunks.
+async fn select_by_keys(
+    tx: &mut Transaction<'_, Any>,
+    select: &str,
+    keys: &[Key<'_>],
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for keys in keys.chunks(ROWS) {
+        let sql = format!("{select}{})", values(keys.len(), 3));
+        let mut query = sqlx::query(&sql);
+        for (a, b, c) in keys {
+            query = query.bind(*a).bind(*b).bind(*c);
+        }
+        rows.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
 /// The unfinished tickets of the drivers of the batch's new messages.
 async fn open_tickets(
     tx: &mut Transaction<'_, Any>,
@@ -384,28 +398,20 @@ async fn open_tickets(
         .collect();
     drivers.sort_unstable();
     drivers.dedup();
-    let mut open = Vec::new();
-    for drivers in drivers.chunks(ROWS) {
-        let sql = format!(
-            "SELECT id, channel, chat, driver, status, category, priority, last_message_at FROM tickets \
-             WHERE status IN ('open', 'claimed', 'responded') AND (channel, chat, driver) IN (VALUES {})",
-            values(drivers.len(), 3)
-        );
-        let mut query = sqlx::query(&sql);
-        for (channel, chat, driver) in drivers {
-            query = query.bind(*channel).bind(*chat).bind(*driver);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            open.push(Open {
-                ticket: ticket_ref(&row, TicketId(row.try_get("id")?))?,
+    let select = "SELECT id, channel, chat, driver, status, category, priority, last_message_at FROM tickets \
+                  WHERE status IN ('open', 'claimed', 'responded') AND (channel, chat, driver) IN (VALUES ";
+    let rows = select_by_keys(tx, select, &drivers).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Open {
+                ticket: ticket_ref(row, TicketId(row.try_get("id")?))?,
                 channel: row.try_get("channel")?,
                 chat: row.try_get("chat")?,
                 driver: row.try_get("driver")?,
                 last_message_at: row.try_get("last_message_at")?,
-            });
-        }
-    }
-    Ok(open)
+            })
+        })
+        .collect()
 }
 
 /// The tickets of the messages the batch replies to, by (channel, chat, message id).
@@ -420,23 +426,17 @@ async fn replied_tickets(
             m.reply_to.as_deref().map(|r| (&*m.channel, &*m.chat, r))
         })
         .collect();
-    let mut tickets = HashMap::new();
-    for targets in targets.chunks(ROWS) {
-        let sql = format!(
-            "SELECT channel, chat, external_id, ticket_id FROM messages \
-             WHERE ticket_id IS NOT NULL AND (channel, chat, external_id) IN (VALUES {})",
-            values(targets.len(), 3)
-        );
-        let mut query = sqlx::query(&sql);
-        for (channel, chat, id) in targets {
-            query = query.bind(*channel).bind(*chat).bind(*id);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let key = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            tickets.insert(key, TicketId(row.try_get(3)?));
-        }
-    }
-    Ok(tickets)
+    let select = "SELECT channel, chat, external_id, ticket_id FROM messages \
+                  WHERE ticket_id IS NOT NULL AND (channel, chat, external_id) IN (VALUES ";
+    let rows = select_by_keys(tx, select, &targets).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?),
+                TicketId(row.try_get(3)?),
+            ))
+        })
+        .collect()
 }
 
 /// Ticket `id` as an answer shows it, from a row with its `status`, `category` and `priority`.
