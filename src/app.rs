@@ -17,38 +17,52 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::sla::Scheduler;
 use crate::store::Db;
+use crate::telegram;
 use crate::tickets::desk::Desk;
 use crate::tickets::intake::{Intake, IntakeSettings};
 use crate::web::{self, AppState};
+use crate::Signals;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     scheduler: Scheduler,
+    telegram: Option<telegram::Running>,
 }
 
 impl Application {
     pub async fn build(config: &Config, classifier: Arc<Classifier>, clock: SharedClock) -> Result<Application> {
         config.sla.validate().map_err(anyhow::Error::msg)?;
         let db = open_database(config).await?;
-        let deadlines_changed = Arc::new(Notify::new());
-        let settings = IntakeSettings::from_config(config, deadlines_changed.clone());
-        let (intake, _writer) = Intake::start(db.clone(), classifier, clock.clone(), settings);
+        let signals = Signals::default();
+        let settings = IntakeSettings::from_config(config, signals.clone());
+        let (intake, _writer) = Intake::start(db.clone(), classifier.clone(), clock.clone(), settings);
         let sla = Arc::new(config.sla.clone());
-        let scheduler = Scheduler::new(db.clone(), clock.clone(), sla.clone(), deadlines_changed.clone());
+        let scheduler = Scheduler::new(db.clone(), clock.clone(), sla.clone(), signals.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let desk = Desk::new(db.clone(), sla, signals.clone());
+        let services = telegram::Services {
+            db: db.clone(),
+            intake: intake.clone(),
+            desk: desk.clone(),
+            classifier,
+            clock: clock.clone(),
+            signals,
+        };
+        let telegram = telegram::start(config, services).await?;
         let state = AppState {
             intake,
-            ingest_keys: Arc::new(IngestKeys::new(db.clone())),
-            desk: Desk::new(db, sla, deadlines_changed),
+            ingest_keys: Arc::new(IngestKeys::new(db)),
+            desk,
             clock,
         };
         Ok(Application {
             listener,
             state,
             scheduler,
+            telegram,
         })
     }
 
@@ -63,10 +77,18 @@ impl Application {
         let stopped = stop.clone();
         let scheduler = self.scheduler;
         let scheduler = tokio::spawn(async move { scheduler.run(stopped.notified()).await });
-        let served = axum::serve(self.listener, web::router(self.state))
+        let mut router = web::router(self.state);
+        let mut telegram = self.telegram;
+        if let Some(webhook) = telegram.as_mut().and_then(|t| t.webhook.take()) {
+            router = router.merge(webhook);
+        }
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed");
+        if let Some(telegram) = telegram {
+            telegram.stop().await;
+        }
         stop.notify_one();
         let _ = scheduler.await;
         db.close().await;

@@ -118,6 +118,66 @@ pub async fn add_responder(db: &Db, name: &str, role: Role, now: i64) -> Result<
     Ok((responder, token))
 }
 
+/// The team member behind a Telegram account, enrolled with `role` the first time they act from a team chat:
+/// being in the responders' or the supervisors' chat is what makes someone a responder or a supervisor there.
+/// They get no API token (they can be given one with `suqiu responder add`).
+pub async fn telegram_member(db: &Db, user: &str, name: &str, role: Role, now: i64) -> Result<Responder, AuthError> {
+    let name = match name.trim() {
+        "" => format!("tg{user}"),
+        name => name.to_owned(),
+    };
+    for attempt in 0..3 {
+        let found = sqlx::query("SELECT id, name, role FROM responders WHERE telegram_user = $1")
+            .bind(user)
+            .fetch_optional(db.pool())
+            .await?;
+        if let Some(row) = found {
+            let role = match row.try_get::<String, _>("role")?.as_str() {
+                "supervisor" => Role::Supervisor,
+                _ => Role::Responder,
+            };
+            return Ok(Responder {
+                id: ResponderId(row.try_get("id")?),
+                name: row.try_get("name")?,
+                role,
+            });
+        }
+        // A name already taken (two people called 王师傅) gets the account's id to tell them apart.
+        let name = if attempt == 0 {
+            name.clone()
+        } else {
+            format!("{name}（{user}）")
+        };
+        let inserted = sqlx::query_scalar(
+            "INSERT INTO responders (name, role, token_hash, created_at, telegram_user) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id",
+        )
+        .bind(&name)
+        .bind(role.id())
+        .bind(hash(&new_secret("sqr_")))
+        .bind(now)
+        .bind(user)
+        .fetch_one(db.pool())
+        .await;
+        match inserted {
+            Ok(id) => {
+                return Ok(Responder {
+                    id: ResponderId(id),
+                    name,
+                    role,
+                })
+            }
+            // The name is taken, or the same account was enrolled at the same moment: look again.
+            Err(e) if is_unique_violation(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AuthError::Exists {
+        kind: "responder",
+        name,
+    })
+}
+
 /// Adds an ingest key (for bridges posting messages) and returns it; only its hash is kept.
 pub async fn add_ingest_key(db: &Db, name: &str, now: i64) -> Result<String, AuthError> {
     let name = checked_name(name)?;

@@ -8,11 +8,11 @@ use std::sync::LazyLock;
 use chinese_number::{ChineseCountMethod, ChineseToNumber};
 use regex::Regex;
 use rustc_hash::FxHashSet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::matcher::Token;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entity {
     /// A vehicle plate, as `晋A·3F521`.

@@ -5,7 +5,7 @@
 //! every category; a plea for help takes back from the chatter penalty, except for patterns such as ads
 //! that no plea can redeem.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::normalize::is_punctuation;
 use super::rules::{Keyword, Pattern, Posting, RuleSet, WordId};
@@ -35,7 +35,7 @@ struct Hit {
 }
 
 /// Why a message got its label: one rule that fired, the words that made it fire, and what it weighed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub rule: String,
     pub words: Vec<String>,

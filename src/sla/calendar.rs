@@ -184,7 +184,7 @@ impl From<Hours> for String {
 }
 
 /// Time zones by their IANA name, such as `Asia/Shanghai`.
-mod iana {
+pub(crate) mod iana {
     use jiff::tz::TimeZone;
     use serde::{de, ser, Deserialize, Deserializer, Serializer};
 

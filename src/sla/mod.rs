@@ -5,6 +5,7 @@ mod calendar;
 mod policy;
 mod scheduler;
 
+pub(crate) use calendar::iana;
 pub use calendar::{Calendar, Day, Hours};
 pub use policy::{Deadline, Policy, SlaConfig, Stage, Target};
 pub use scheduler::Scheduler;

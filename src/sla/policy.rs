@@ -70,6 +70,19 @@ impl Policy {
     }
 }
 
+/// A span of time as people say it: `15 分钟`, `2 小时`, `1 小时 30 分钟`, `3 天`.
+pub fn spoken(span: Duration) -> String {
+    let minutes = span.as_secs().div_ceil(MINUTE);
+    let (days, hours, minutes) = (minutes / (24 * 60), minutes / 60 % 24, minutes % 60);
+    match (days, hours, minutes) {
+        (0, 0, m) => format!("{m} 分钟"),
+        (0, h, 0) => format!("{h} 小时"),
+        (0, h, m) => format!("{h} 小时 {m} 分钟"),
+        (d, 0, 0) => format!("{d} 天"),
+        (d, h, _) => format!("{} 小时", d * 24 + h),
+    }
+}
+
 /// The `[sla]` section of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -192,6 +205,28 @@ impl SlaConfig {
             by_priority
         } else {
             by_category
+        }
+    }
+
+    /// The time a driver is promised a first response in, as the acknowledgement says it: `15 分钟`, and when
+    /// business hours push the deadline out, the local time it falls at too.
+    pub fn promise(&self, category: Category, priority: Priority, from: i64) -> String {
+        let policy = self.policy(category, priority, Target::FirstResponse);
+        let span = policy.first_response;
+        let due_at = self.deadlines(category, priority, Target::FirstResponse, from)[1].due_at;
+        let calendar = policy.calendar.as_ref().and_then(|name| self.calendars.get(name));
+        match calendar {
+            Some(calendar) if due_at - from > span.as_millis() as i64 => {
+                let due = jiff::Timestamp::from_millisecond(due_at)
+                    .map(|t| {
+                        t.to_zoned_datetime(calendar.time_zone.clone())
+                            .strftime("%-m月%-d日 %H:%M")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                format!("{}（按工作时间计，{due} 前）", spoken(span))
+            }
+            _ => spoken(span),
         }
     }
 

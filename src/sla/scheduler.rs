@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
-use tokio::sync::Notify;
 
 use crate::clock::{rfc3339, SharedClock};
 use crate::store::Db;
@@ -18,6 +17,7 @@ use crate::tickets::desk::{self, DeskError};
 use crate::tickets::records::{enqueue, preview, record, Outgoing};
 use crate::tickets::state::{Action, Actor};
 use crate::tickets::{EventKind, TicketId};
+use crate::Signals;
 
 use super::{SlaConfig, Stage, Target};
 
@@ -32,17 +32,18 @@ pub struct Scheduler {
     db: Db,
     clock: SharedClock,
     sla: Arc<SlaConfig>,
-    /// Notified when deadlines are added or moved, so that a nearer one is not slept through.
-    changed: Arc<Notify>,
+    /// `deadlines_changed` wakes it when deadlines are added or moved, so that a nearer one is not slept
+    /// through; it notifies `outbox_changed` when it has queued alerts.
+    signals: Signals,
 }
 
 impl Scheduler {
-    pub fn new(db: Db, clock: SharedClock, sla: Arc<SlaConfig>, changed: Arc<Notify>) -> Scheduler {
+    pub fn new(db: Db, clock: SharedClock, sla: Arc<SlaConfig>, signals: Signals) -> Scheduler {
         Scheduler {
             db,
             clock,
             sla,
-            changed,
+            signals,
         }
     }
 
@@ -50,7 +51,7 @@ impl Scheduler {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let changed = self.changed.notified();
+            let changed = self.signals.deadlines_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let next = match self.fire_due().await.and(self.next_due().await) {
@@ -92,6 +93,9 @@ impl Scheduler {
             .fetch_all(self.db.pool())
             .await?;
             if due.is_empty() {
+                if fired > 0 {
+                    self.signals.outbox_changed.notify_waiters();
+                }
                 return Ok(fired);
             }
             for row in &due {
@@ -107,6 +111,9 @@ impl Scheduler {
                 }
             }
             if (due.len() as i64) < BATCH {
+                if fired > 0 {
+                    self.signals.outbox_changed.notify_waiters();
+                }
                 return Ok(fired);
             }
         }

@@ -131,6 +131,17 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
+/// Records that the request or job `key` is being carried out, inside the transaction that carries it out:
+/// false if it already was, and then the caller does nothing.
+pub async fn first_time(tx: &mut sqlx::Transaction<'_, sqlx::Any>, key: &str, at: i64) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query("INSERT INTO handled (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+        .bind(key)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 /// Rows per multi-row statement: well within both backends' limits on parameters.
 pub const ROWS: usize = 500;
 

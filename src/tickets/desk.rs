@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 use crate::classify::{Category, Priority};
 use crate::clock::rfc3339;
 use crate::sla::{SlaConfig, Target};
-use crate::store::Db;
+use crate::store::{first_time, Db};
+use crate::Signals;
 
 use super::records::{enqueue, record, write_timers, Outgoing, Recipient, Timers};
 use super::state::{self, Action, Actor, Refusal, State};
@@ -247,15 +248,26 @@ pub struct Desk {
     db: Db,
     sla: Arc<SlaConfig>,
     deadlines_changed: Arc<Notify>,
+    outbox_changed: Arc<Notify>,
 }
 
 impl Desk {
-    pub fn new(db: Db, sla: Arc<SlaConfig>, deadlines_changed: Arc<Notify>) -> Desk {
+    pub fn new(db: Db, sla: Arc<SlaConfig>, signals: Signals) -> Desk {
         Desk {
             db,
             sla,
-            deadlines_changed,
+            deadlines_changed: signals.deadlines_changed,
+            outbox_changed: signals.outbox_changed,
         }
+    }
+
+    pub fn sla(&self) -> &SlaConfig {
+        &self.sla
+    }
+
+    /// Wakes the outbox's sender: call after queueing messages outside the desk's own actions.
+    pub fn outbox_changed(&self) {
+        self.outbox_changed.notify_waiters();
     }
 
     pub fn db(&self) -> &Db {
@@ -271,15 +283,39 @@ impl Desk {
         action: Action,
         text: Option<&str>,
     ) -> Result<TicketSummary, DeskError> {
+        let summary = self.act_once(None, now, id, actor, action, text).await?;
+        Ok(summary.expect("an action without a key is never a repeat"))
+    }
+
+    /// [`Desk::act`] for a request its channel may deliver again: `key` names it, and a second delivery changes
+    /// nothing and returns `None`.
+    pub async fn act_once(
+        &self,
+        key: Option<&str>,
+        now: i64,
+        id: TicketId,
+        actor: Actor,
+        action: Action,
+        text: Option<&str>,
+    ) -> Result<Option<TicketSummary>, DeskError> {
         let mut tx = self.db.pool().begin().await?;
+        if let Some(key) = key {
+            if !first_time(&mut tx, key, now).await? {
+                return Ok(None);
+            }
+        }
         let applied = apply(&mut tx, &self.sla, now, id, actor, action, text).await?;
         tx.commit().await?;
         if applied.timers_moved {
             self.deadlines_changed.notify_waiters();
         }
-        summary_of(&self.db, id).await
+        self.outbox_changed.notify_waiters();
+        summary_of(&self.db, id).await.map(Some)
     }
 }
+
+/// The outbox kind that asks for a ticket's card in the responders' chat to be redrawn; its text names the event.
+pub const CARD_UPDATE: &str = "card";
 
 /// What [`apply`] did.
 pub(crate) struct Applied {
@@ -385,29 +421,58 @@ pub(crate) async fn apply(
     };
     record(tx, id, now, change.event, actor.responder().map(|r| r.0), data).await?;
 
-    if let (Action::Reply, Some(text)) = (action, text) {
-        let channel: String = row.try_get("channel")?;
-        let chat: String = row.try_get("chat")?;
-        let last: Option<String> = sqlx::query_scalar(
+    // The driver hears what the team does for them, where they wrote; the responders' card follows the ticket.
+    let notice = match (action, change.event) {
+        (Action::Reply, _) => text.map(|text| ("reply", text.to_owned())),
+        (_, EventKind::Claimed) => {
+            let name: String = sqlx::query_scalar("SELECT name FROM responders WHERE id = $1")
+                .bind(after.assignee.map(|r| r.0))
+                .fetch_optional(&mut **tx)
+                .await?
+                .unwrap_or_default();
+            Some((
+                "claimed",
+                format!("您的诉求（工单 {id}）已由工会的{name}受理，我们会尽快联系您。"),
+            ))
+        }
+        (_, EventKind::Resolved) => Some((
+            "resolved",
+            format!("您的诉求（工单 {id}）已办结。请为这次帮助打个分：1 分最差，5 分最好。"),
+        )),
+        _ => None,
+    };
+    let mut outgoing = Vec::with_capacity(2);
+    let (channel, chat): (String, String) = (row.try_get("channel")?, row.try_get("chat")?);
+    let last: Option<String>;
+    if let Some((kind, text)) = &notice {
+        last = sqlx::query_scalar(
             "SELECT external_id FROM messages WHERE ticket_id = $1 AND disposition <> 'chatter' ORDER BY id DESC LIMIT 1",
         )
         .bind(id.0)
         .fetch_optional(&mut **tx)
         .await?;
-        let to = Recipient {
-            channel: &channel,
-            chat: &chat,
-            reply_to: last.as_deref(),
-        };
-        let reply = Outgoing {
+        outgoing.push(Outgoing {
             ticket: Some(id),
             audience: "driver",
-            to: Some(to),
-            kind: "reply",
+            to: Some(Recipient {
+                channel: &channel,
+                chat: &chat,
+                reply_to: last.as_deref(),
+            }),
+            kind,
             text,
-        };
-        enqueue(tx, now, &[reply]).await?;
+        });
     }
+    if action != Action::Note {
+        outgoing.push(Outgoing {
+            ticket: Some(id),
+            audience: "responders",
+            to: None,
+            kind: CARD_UPDATE,
+            text: change.event.id(),
+        });
+    }
+    enqueue(tx, now, &outgoing).await?;
     Ok(Applied {
         state: after,
         timers_moved: reopened || reclassified,

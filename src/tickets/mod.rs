@@ -101,6 +101,8 @@ pub enum EventKind {
     Reclassified,
     Resolved,
     Reopened,
+    /// The driver rated the help (1–5).
+    Rated,
 }
 
 impl EventKind {
@@ -119,6 +121,7 @@ impl EventKind {
             EventKind::Reclassified => "reclassified",
             EventKind::Resolved => "resolved",
             EventKind::Reopened => "reopened",
+            EventKind::Rated => "rated",
         }
     }
 }

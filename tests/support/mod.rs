@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod telegram;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -21,6 +23,15 @@ use suqiu::tickets::TicketId;
 /// 2026-11-02 08:00 UTC: tests start the clock here.
 pub const T0: i64 = 1_793_606_400_000;
 pub const MINUTE: i64 = 60_000;
+
+/// Logs to the test's output, filtered by `RUST_LOG` (nothing by default).
+pub fn logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
 
 pub fn classifier() -> Arc<Classifier> {
     static CLASSIFIER: OnceLock<Arc<Classifier>> = OnceLock::new();

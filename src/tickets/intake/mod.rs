@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::classify::{Classification, Classifier};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::sla::SlaConfig;
 use crate::store::Db;
+use crate::Signals;
 
 use super::TicketId;
 
@@ -158,17 +159,17 @@ pub struct IntakeSettings {
     pub follow_up_window: Duration,
     pub max_batch: usize,
     pub sla: SlaConfig,
-    /// Notified after a batch that opened tickets: the SLA scheduler has new deadlines.
-    pub deadlines_changed: Arc<Notify>,
+    /// Notified after a batch that opened tickets: the SLA scheduler has new deadlines, the sender new messages.
+    pub signals: Signals,
 }
 
 impl IntakeSettings {
-    pub fn from_config(config: &Config, deadlines_changed: Arc<Notify>) -> IntakeSettings {
+    pub fn from_config(config: &Config, signals: Signals) -> IntakeSettings {
         IntakeSettings {
             follow_up_window: config.intake.follow_up_window,
             max_batch: config.intake.max_batch,
             sla: config.sla.clone(),
-            deadlines_changed,
+            signals,
         }
     }
 }
@@ -289,7 +290,8 @@ impl Writer {
                 .is_ok_and(|o| o.disposition == Disposition::Opened && !o.duplicate)
         });
         if opened {
-            self.settings.deadlines_changed.notify_waiters();
+            self.settings.signals.deadlines_changed.notify_waiters();
+            self.settings.signals.outbox_changed.notify_waiters();
         }
         results
     }

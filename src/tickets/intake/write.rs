@@ -32,14 +32,24 @@ struct Open {
     last_message_at: i64,
 }
 
+/// A new ticket's announcements.
+struct Alert {
+    ticket: TicketId,
+    /// The index of its message in the batch.
+    index: usize,
+    /// The category's acknowledgement for the driver, with the ticket's number and promised time filled in.
+    ack: String,
+    /// The one-line alert for the responders.
+    alert: String,
+}
+
 /// What the batch writes once its messages are threaded.
 #[derive(Default)]
 struct Writes {
     events: Vec<(TicketId, EventKind, serde_json::Value)>,
     timers: Vec<(TicketId, Deadline)>,
-    /// New tickets to announce: (ticket, its category, its message's index in the batch, the responders'
-    /// alert). The driver is acknowledged too.
-    alerts: Vec<(TicketId, Category, usize, String)>,
+    /// New tickets to announce: to the driver and to the responders.
+    alerts: Vec<Alert>,
     /// Tickets a message attached to, with their latest message time.
     touched: HashMap<TicketId, i64>,
     /// (message, ticket, disposition).
@@ -190,7 +200,19 @@ impl Writer {
             m.sender_name.as_deref().unwrap_or(&m.sender),
             preview(&m.text)
         );
-        writes.alerts.push((ticket, category, index, alert));
+        let ack = self
+            .classifier
+            .rules()
+            .intent(category)
+            .ack
+            .replace("{ticket}", &ticket.to_string())
+            .replace("{first_response}", &sla.promise(category, priority, now));
+        writes.alerts.push(Alert {
+            ticket,
+            index,
+            ack,
+            alert,
+        });
         Ok(Open {
             ticket: TicketRef {
                 id: ticket,
@@ -219,9 +241,14 @@ impl Writer {
         if !writes.timers.is_empty() {
             write_timers(tx, &writes.timers, Timers::Schedule).await?;
         }
-        let rules = self.classifier.rules();
         let mut outgoing = Vec::with_capacity(writes.alerts.len() * 2);
-        for (ticket, category, index, alert) in &writes.alerts {
+        for Alert {
+            ticket,
+            index,
+            ack,
+            alert,
+        } in &writes.alerts
+        {
             let m = &jobs[*index].message;
             // The bot's acknowledgement: it tells the driver their appeal is in, and is not a first response.
             outgoing.push(Outgoing {
@@ -233,7 +260,7 @@ impl Writer {
                     reply_to: Some(&m.message_id),
                 }),
                 kind: "ack",
-                text: &rules.intent(*category).ack,
+                text: ack,
             });
             outgoing.push(Outgoing {
                 ticket: Some(*ticket),

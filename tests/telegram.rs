@@ -1,0 +1,315 @@
+//! The Telegram bot end to end: the real teloxide client, long polling a fake Bot API server on loopback,
+//! with the service on a real SQLite file or PostgreSQL database.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::telegram::{FakeTelegram, Fault, Person, Sent, TOKEN};
+use support::{classifier, TestDb};
+use suqiu::app::Application;
+use suqiu::clock::{SharedClock, SystemClock};
+use suqiu::config::{Config, TelegramConfig};
+use tokio::sync::oneshot;
+
+on_both_backends!(
+    a_driver_reports_an_accident_and_is_helped_from_the_responders_chat,
+    every_message_arrives_once_through_429_500_and_dropped_connections,
+    redelivered_updates_change_nothing,
+);
+
+const GROUP: i64 = -1001;
+const RESPONDERS: i64 = -200;
+const SUPERVISORS: i64 = -300;
+
+const DRIVER: Person = Person {
+    id: 7001,
+    name: "张师傅",
+};
+const OTHER_DRIVER: Person = Person {
+    id: 7002,
+    name: "刘师傅",
+};
+const RESPONDER: Person = Person {
+    id: 8001,
+    name: "王干事",
+};
+const TEAMMATE: Person = Person {
+    id: 8002,
+    name: "李干事",
+};
+
+const ACCIDENT: &str = "兄弟们救命，G5京昆高速追尾了，车头撞烂了，副驾受伤在流血，晋A3F521";
+
+/// The service with the bot, talking to `tg`; stops when the sender is dropped or sent to.
+async fn spawn(t: &TestDb, tg: &FakeTelegram, tune: impl FnOnce(&mut Config)) -> oneshot::Sender<()> {
+    support::logs();
+    let mut config = Config {
+        database_url: Some(t.url.clone()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        telegram: TelegramConfig {
+            token: Some(TOKEN.into()),
+            api_url: Some(tg.url.clone()),
+            responders_chat: Some(RESPONDERS),
+            supervisors_chat: Some(SUPERVISORS),
+            ..TelegramConfig::default()
+        },
+        ..Config::default()
+    };
+    tune(&mut config);
+    let clock: SharedClock = Arc::new(SystemClock);
+    let app = Application::build(&config, classifier(), clock).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+fn replying_to(chat: i64, message: i64) -> impl Fn(&[Sent]) -> Option<Sent> {
+    move |sent| {
+        sent.iter()
+            .find(|s| s.chat == chat && s.reply_to == Some(message))
+            .cloned()
+    }
+}
+
+fn card_of(ticket: i64) -> impl Fn(&[Sent]) -> Option<Sent> {
+    move |sent| {
+        sent.iter()
+            .find(|s| s.chat == RESPONDERS && s.text.contains(&format!("工单 #{ticket} ")))
+            .cloned()
+    }
+}
+
+async fn a_driver_reports_an_accident_and_is_helped_from_the_responders_chat(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let _running = spawn(&t, &tg, |_| {}).await;
+
+    let chatter = tg.write(GROUP, &OTHER_DRIVER, "今天太原到晋中路况怎么样，堵不堵", None);
+    let appeal = tg.write(GROUP, &DRIVER, ACCIDENT, None);
+
+    // The driver is acknowledged with a reply to their message: the ticket, the promised time, safety advice.
+    let ack = tg.until(10, "the acknowledgement", replying_to(GROUP, appeal)).await;
+    assert!(ack.text.contains("工单 #1"), "{}", ack.text);
+    assert!(ack.text.contains("5 分钟"), "the promised first response: {}", ack.text);
+    assert!(ack.text.contains("120") && ack.text.contains("122"), "{}", ack.text);
+    assert!(!ack.text.contains('{'), "every placeholder is filled: {}", ack.text);
+
+    // The responders get a card with what they need and the buttons to act.
+    let card = tg.until(10, "the ticket card", card_of(1)).await;
+    for expected in [
+        "P1",
+        "交通事故",
+        "张师傅",
+        "群1001",
+        "副驾受伤在流血",
+        "晋A·3F521",
+        "依据",
+        "待认领",
+    ] {
+        assert!(card.text.contains(expected), "the card shows {expected}: {}", card.text);
+    }
+    assert_eq!(card.buttons, [["claim:1", "none:1", "cats:1"]]);
+
+    // A responder claims it with the button: the card shows who took it, and the driver is told.
+    tg.press(RESPONDERS, card.message_id, &RESPONDER, "claim:1");
+    let claimed = tg
+        .until(10, "the card to show the claim", |sent| {
+            card_of(1)(sent).filter(|c| c.text.contains("王干事 已认领"))
+        })
+        .await;
+    assert!(claimed.text.contains("等了"), "how long it waited: {}", claimed.text);
+    assert_eq!(claimed.buttons, [["none:1", "cats:1"]], "nothing left to claim");
+    let told = tg
+        .until(10, "the driver to hear of the claim", |sent| {
+            sent.iter()
+                .find(|s| s.chat == GROUP && s.text.contains("王干事受理"))
+                .cloned()
+        })
+        .await;
+    assert_eq!(told.reply_to, Some(appeal));
+
+    // A second claimer is told it is taken.
+    tg.press(RESPONDERS, card.message_id, &TEAMMATE, "claim:1");
+    tg.until_answered("工单 #1 已被 王干事 认领").await;
+
+    // Replying to the card answers the driver, in the group, as a reply to their appeal.
+    let answer = "救援车和交警已经在路上了，先把人撤到护栏外，120 马上到";
+    tg.write(RESPONDERS, &RESPONDER, answer, Some(card.message_id));
+    let delivered = tg
+        .until(10, "the answer in the group", |sent| {
+            sent.iter().find(|s| s.chat == GROUP && s.text == answer).cloned()
+        })
+        .await;
+    assert_eq!(delivered.reply_to, Some(appeal));
+    let first_response: Option<i64> = sqlx::query_scalar("SELECT first_response_at FROM tickets WHERE id = 1")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert!(first_response.is_some(), "the answer is the first response");
+
+    // Resolved from the chat with a command; the driver is asked to rate the help, and does.
+    tg.write(RESPONDERS, &RESPONDER, "/resolve 1 人已送医，保险公司已报案", None);
+    let rating = tg
+        .until(10, "the request for a rating", |sent| {
+            sent.iter()
+                .find(|s| s.chat == GROUP && s.text.contains("已办结"))
+                .cloned()
+        })
+        .await;
+    assert_eq!(
+        rating.buttons,
+        [["rate:1:1", "rate:1:2", "rate:1:3", "rate:1:4", "rate:1:5"]]
+    );
+    tg.press(GROUP, rating.message_id, &OTHER_DRIVER, "rate:1:1");
+    tg.press(GROUP, rating.message_id, &DRIVER, "rate:1:5");
+    tg.until_answered("谢谢您的评分：5 分").await;
+    let score: i64 = sqlx::query_scalar("SELECT score FROM ratings WHERE ticket_id = 1")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(score, 5, "only the driver's own rating counts");
+    let events: Vec<String> = sqlx::query_scalar("SELECT kind FROM ticket_events WHERE ticket_id = 1 ORDER BY id")
+        .fetch_all(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        events,
+        [
+            "created",
+            "classified",
+            "claimed",
+            "replied",
+            "noted",
+            "resolved",
+            "rated"
+        ]
+    );
+
+    // The card ends resolved, without buttons; chatter got no reply, and the group got nothing else.
+    tg.until(10, "the card to show the resolution", |sent| {
+        card_of(1)(sent).filter(|c| c.text.contains("已办结") && c.buttons.is_empty())
+    })
+    .await;
+    assert!(
+        tg.sent().iter().all(|s| s.reply_to != Some(chatter)),
+        "chatter gets no reply"
+    );
+    let to_group: Vec<String> = tg.sent_to(GROUP).into_iter().map(|s| s.text).collect();
+    assert_eq!(to_group.len(), 4, "ack, claim, answer, resolution: {to_group:#?}");
+    t.finish().await;
+}
+
+async fn every_message_arrives_once_through_429_500_and_dropped_connections(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let _running = spawn(&t, &tg, |c| c.telegram.max_attempts = 3).await;
+
+    for (i, fault) in [Fault::TooManyRequests(1), Fault::ServerError, Fault::Drop]
+        .into_iter()
+        .enumerate()
+    {
+        tg.fail_next(GROUP, &[fault]);
+        tg.fail_next(RESPONDERS, &[fault]);
+        let driver = Person {
+            id: 7100 + i as i64,
+            name: "赵师傅",
+        };
+        let appeal = tg.write(GROUP, &driver, "平台拖欠我运费三千八两个月了，打电话也不接", None);
+        tg.until(
+            30,
+            &format!("the acknowledgement after {fault:?}"),
+            replying_to(GROUP, appeal),
+        )
+        .await;
+        // Let anything duplicated arrive before counting.
+        tg.until(30, &format!("the card after {fault:?}"), card_of(i as i64 + 1))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let acks = tg.sent().iter().filter(|s| s.reply_to == Some(appeal)).count();
+        assert_eq!(acks, 1, "after {fault:?} the acknowledgement arrives once");
+        let cards = tg
+            .sent()
+            .iter()
+            .filter(|s| card_of(i as i64 + 1)(std::slice::from_ref(*s)).is_some())
+            .count();
+        assert_eq!(cards, 1, "after {fault:?} the card arrives once");
+    }
+
+    // A message Telegram never takes is marked failed after the configured tries and shown to supervisors.
+    tg.fail_next(GROUP, &[Fault::Drop, Fault::Drop, Fault::Drop]);
+    let appeal = tg.write(GROUP, &DRIVER, "被治超站罚了两千，说我超载，可我过磅单是合格的", None);
+    let alert = tg
+        .until(30, "the supervisors to hear of the failure", |sent| {
+            sent.iter()
+                .find(|s| s.chat == SUPERVISORS && s.text.contains("发送失败"))
+                .cloned()
+        })
+        .await;
+    assert!(alert.text.contains("工单 #4"), "{}", alert.text);
+    let failed: (i32, Option<i64>) =
+        sqlx::query_as("SELECT attempts, failed_at FROM outbox WHERE kind = 'ack' AND reply_to = $1")
+            .bind(appeal.to_string())
+            .fetch_one(t.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(failed.0, 3);
+    assert!(failed.1.is_some());
+    assert!(tg.sent().iter().all(|s| s.reply_to != Some(appeal)), "it never arrived");
+
+    let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(unsent, 0, "everything else was delivered");
+    t.finish().await;
+}
+
+async fn redelivered_updates_change_nothing(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let first = spawn(&t, &tg, |_| {}).await;
+    let appeal = tg.write(GROUP, &DRIVER, ACCIDENT, None);
+    let card = tg.until(10, "the ticket card", card_of(1)).await;
+    tg.write(RESPONDERS, &RESPONDER, "/claim 1", None);
+    tg.write(RESPONDERS, &RESPONDER, "/reply 1 救援车二十分钟到", None);
+    tg.press(RESPONDERS, card.message_id, &RESPONDER, "none:1");
+    tg.until(10, "the answer in the group", |sent| {
+        sent.iter()
+            .find(|s| s.chat == GROUP && s.text == "救援车二十分钟到")
+            .cloned()
+    })
+    .await;
+    tg.until_consumed().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = first.send(());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let tables = [
+        "messages",
+        "tickets",
+        "ticket_events",
+        "outbox",
+        "handled",
+        "responders",
+    ];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(t.count(table).await);
+    }
+    let sent_before = tg.sent().len();
+
+    // A restarted bot is sent every update again.
+    tg.unconfirm_all();
+    let _second = spawn(&t, &tg, |_| {}).await;
+    tg.until_consumed().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut after = Vec::new();
+    for table in tables {
+        after.push(t.count(table).await);
+    }
+    assert_eq!(after, before, "rows in {tables:?}");
+    assert_eq!(tg.sent().len(), sent_before, "nothing is sent twice");
+    assert!(tg.sent().iter().filter(|s| s.reply_to == Some(appeal)).count() >= 1);
+    t.finish().await;
+}
