@@ -6,17 +6,22 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use support::telegram::{FakeTelegram, Fault, Person, Sent, TOKEN};
 use support::{classifier, TestDb};
 use suqiu::app::Application;
-use suqiu::clock::{SharedClock, SystemClock};
-use suqiu::config::{Config, TelegramConfig};
+use suqiu::clock::{ManualClock, SharedClock, SystemClock};
+use suqiu::config::{Config, TelegramConfig, UpdateMode};
 use tokio::sync::oneshot;
 
 on_both_backends!(
     a_driver_reports_an_accident_and_is_helped_from_the_responders_chat,
     every_message_arrives_once_through_429_500_and_dropped_connections,
     redelivered_updates_change_nothing,
+    odd_updates_are_handled_or_ignored_on_purpose,
+    drivers_talk_to_the_bot_in_private,
+    supervisors_hear_of_deadlines_as_they_pass_and_get_a_daily_digest,
+    in_webhook_mode_updates_arrive_through_the_services_own_server_with_the_secret,
 );
 
 const GROUP: i64 = -1001;
@@ -44,6 +49,16 @@ const ACCIDENT: &str = "兄弟们救命，G5京昆高速追尾了，车头撞烂
 
 /// The service with the bot, talking to `tg`; stops when the sender is dropped or sent to.
 async fn spawn(t: &TestDb, tg: &FakeTelegram, tune: impl FnOnce(&mut Config)) -> oneshot::Sender<()> {
+    spawn_with(t, tg, Arc::new(SystemClock), tune).await.0
+}
+
+/// [`spawn`] on `clock`, also returning the service's address.
+async fn spawn_with(
+    t: &TestDb,
+    tg: &FakeTelegram,
+    clock: SharedClock,
+    tune: impl FnOnce(&mut Config),
+) -> (oneshot::Sender<()>, String) {
     support::logs();
     let mut config = Config {
         database_url: Some(t.url.clone()),
@@ -58,13 +73,13 @@ async fn spawn(t: &TestDb, tg: &FakeTelegram, tune: impl FnOnce(&mut Config)) ->
         ..Config::default()
     };
     tune(&mut config);
-    let clock: SharedClock = Arc::new(SystemClock);
     let app = Application::build(&config, classifier(), clock).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
-    stop
+    (stop, base)
 }
 
 fn replying_to(chat: i64, message: i64) -> impl Fn(&[Sent]) -> Option<Sent> {
@@ -311,5 +326,241 @@ async fn redelivered_updates_change_nothing(t: TestDb) {
     assert_eq!(after, before, "rows in {tables:?}");
     assert_eq!(tg.sent().len(), sent_before, "nothing is sent twice");
     assert!(tg.sent().iter().filter(|s| s.reply_to == Some(appeal)).count() >= 1);
+    t.finish().await;
+}
+
+async fn odd_updates_are_handled_or_ignored_on_purpose(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let _running = spawn(&t, &tg, |_| {}).await;
+    let sticker = json!({ "sticker": {
+        "file_id": "s1", "file_unique_id": "u1", "type": "regular", "width": 512, "height": 512,
+        "is_animated": false, "is_video": false,
+    }});
+    tg.post_message(GROUP, &DRIVER, sticker, None);
+    let photo = json!({
+        "photo": [{ "file_id": "p1", "file_unique_id": "pu1", "width": 90, "height": 90 }],
+        "caption": "装货时叉车把我的车厢撞坏了，货主不认账，这是照片",
+    });
+    let captioned = tg.post_message(GROUP, &DRIVER, photo, None);
+    // Someone else's bot, a post in a channel's name, a channel post and an edit: nobody to answer.
+    let person = |id: i64, bot: bool| json!({ "id": id, "is_bot": bot, "first_name": "x" });
+    let group = json!({ "id": GROUP, "type": "group", "title": "群1001" });
+    tg.push(
+        "message",
+        json!({
+            "message_id": 900, "from": person(42, true), "chat": group, "date": 1_790_000_000,
+            "text": "我是另一个机器人：欠运费的找我，车祸了找我",
+        }),
+    );
+    tg.push(
+        "message",
+        json!({
+            "message_id": 901, "from": person(1087968824, false), "sender_chat": group, "chat": group,
+            "date": 1_790_000_000, "text": "群管理员：被扣车了的在群里说一声",
+        }),
+    );
+    tg.push(
+        "channel_post",
+        json!({
+            "message_id": 5, "chat": { "id": -1009, "type": "channel", "title": "路况频道" }, "date": 1_790_000_000,
+            "text": "G5 出了车祸",
+        }),
+    );
+    tg.push(
+        "edited_message",
+        json!({
+            "message_id": captioned, "from": person(DRIVER.id, false), "chat": group, "date": 1_790_000_000,
+            "edit_date": 1_790_000_100, "text": "改一下：货主已经赔了",
+        }),
+    );
+    // A huge message, a driver trying the team's commands, and a responder getting them wrong.
+    let huge = "平台欠我运费不给，".repeat(600);
+    tg.write(GROUP, &OTHER_DRIVER, &huge, None);
+    tg.write(GROUP, &OTHER_DRIVER, "/claim 1", None);
+    let wrong = tg.write(RESPONDERS, &RESPONDER, "/claim 一", None);
+    let missing = tg.write(RESPONDERS, &RESPONDER, "/reply 99 你好", None);
+
+    let usage = tg
+        .until(10, "the usage of /claim", replying_to(RESPONDERS, wrong))
+        .await;
+    assert_eq!(usage.text, "“一”不是工单号。发送 /help 查看命令用法。");
+    let unknown = tg
+        .until(10, "the answer to /reply 99", replying_to(RESPONDERS, missing))
+        .await;
+    assert_eq!(unknown.text, "没有工单 #99");
+    tg.until(
+        10,
+        "the captioned photo's acknowledgement",
+        replying_to(GROUP, captioned),
+    )
+    .await;
+    tg.until_consumed().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stored: Vec<(String, String)> = sqlx::query_as("SELECT external_id, disposition FROM messages ORDER BY id")
+        .fetch_all(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        2,
+        "only the caption and the huge message are drivers' words: {stored:?}"
+    );
+    assert_eq!(stored[0], (captioned.to_string(), "opened".to_owned()));
+    let text: String = sqlx::query_scalar("SELECT text FROM messages WHERE id = 2")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(text, huge, "a huge message is stored whole");
+    let first: String = sqlx::query_scalar("SELECT text FROM messages WHERE id = 1")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert!(first.contains("叉车"), "the edit did not replace the appeal: {first}");
+    let to_group = tg.sent_to(GROUP);
+    assert!(
+        to_group
+            .iter()
+            .all(|s| s.reply_to == Some(captioned) || s.reply_to == Some(3)),
+        "the group hears only acknowledgements: {to_group:#?}"
+    );
+    t.finish().await;
+}
+
+async fn drivers_talk_to_the_bot_in_private(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let _running = spawn(&t, &tg, |_| {}).await;
+    let private = DRIVER.id;
+    tg.write(private, &DRIVER, "/start", None);
+    let help = tg
+        .until(10, "the welcome", |sent| {
+            sent.iter().find(|s| s.chat == private).cloned()
+        })
+        .await;
+    assert!(
+        help.text.contains("/status") && help.text.contains("122"),
+        "{}",
+        help.text
+    );
+
+    let appeal = tg.write(
+        private,
+        &DRIVER,
+        "我在物流园卸货，老板扣了我八千多运费不给，说回单丢了",
+        None,
+    );
+    let ack = tg.until(10, "the acknowledgement", replying_to(private, appeal)).await;
+    assert!(ack.text.contains("工单 #1"), "{}", ack.text);
+    tg.write(private, &DRIVER, "/status", None);
+    let status = tg
+        .until(10, "the driver's tickets", |sent| {
+            sent.iter()
+                .find(|s| s.chat == private && s.text.starts_with("您的工单"))
+                .cloned()
+        })
+        .await;
+    assert!(
+        status.text.contains("#1") && status.text.contains("待认领"),
+        "{}",
+        status.text
+    );
+
+    // Someone else's /status shows only their own.
+    tg.write(OTHER_DRIVER.id, &OTHER_DRIVER, "/status", None);
+    let none = tg
+        .until(10, "the other driver's answer", |sent| {
+            sent.iter().find(|s| s.chat == OTHER_DRIVER.id).cloned()
+        })
+        .await;
+    assert!(none.text.starts_with("您还没有工单"), "{}", none.text);
+    t.finish().await;
+}
+
+async fn supervisors_hear_of_deadlines_as_they_pass_and_get_a_daily_digest(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    // 2026-11-01 16:00 in Shanghai; the digest is at 16:01.
+    let clock = ManualClock::at(support::T0 - 24 * 60 * support::MINUTE);
+    let (_running, _) = spawn_with(&t, &tg, clock.clone(), |c| {
+        c.telegram.digest_at = Some("16:01".into());
+    })
+    .await;
+    let appeal = tg.write(GROUP, &DRIVER, ACCIDENT, None);
+    tg.until(10, "the acknowledgement", replying_to(GROUP, appeal)).await;
+
+    // Four minutes on, the first response (due in five) is near; then it is missed.
+    clock.advance(4 * support::MINUTE);
+    let warning = tg
+        .until(10, "the warning", |sent| {
+            sent.iter()
+                .find(|s| s.chat == SUPERVISORS && s.text.contains("即将超时"))
+                .cloned()
+        })
+        .await;
+    assert!(
+        warning.text.starts_with("首次响应即将超时 #1 [P1 accident]"),
+        "{}",
+        warning.text
+    );
+    clock.advance(2 * support::MINUTE);
+    tg.until(10, "the breach", |sent| {
+        sent.iter()
+            .find(|s| s.chat == SUPERVISORS && s.text.starts_with("首次响应已超时 #1"))
+            .cloned()
+    })
+    .await;
+
+    // At 16:01 each day, the day before's digest: 31 October's went out while the clock passed 16:01.
+    clock.set(support::T0 + support::MINUTE + 30_000);
+    let digest = tg
+        .until(10, "the digest", |sent| {
+            sent.iter()
+                .find(|s| s.chat == SUPERVISORS && s.text.contains("11月1日日报"))
+                .cloned()
+        })
+        .await;
+    assert!(
+        digest.text.starts_with("📊 11月1日日报：新工单 1 个"),
+        "{}",
+        digest.text
+    );
+    assert!(digest.text.contains("交通事故/人身伤亡 1"), "{}", digest.text);
+    assert!(digest.text.contains("已超时 1"), "{}", digest.text);
+    t.finish().await;
+}
+
+async fn in_webhook_mode_updates_arrive_through_the_services_own_server_with_the_secret(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let (_running, base) = spawn_with(&t, &tg, Arc::new(SystemClock), |c| {
+        c.telegram.mode = UpdateMode::Webhook;
+        c.telegram.webhook_url = Some("https://bot.example.org/telegram/hook".into());
+        c.telegram.webhook_secret = Some("hook-secret".into());
+    })
+    .await;
+    assert_eq!(tg.calls("setWebhook"), 1);
+    assert_eq!(tg.calls("getUpdates"), 0, "no polling");
+    let update = json!({ "update_id": 1, "message": {
+        "message_id": 77, "from": { "id": DRIVER.id, "is_bot": false, "first_name": DRIVER.name },
+        "chat": { "id": GROUP, "type": "group", "title": "群1001" }, "date": 1_790_000_000, "text": ACCIDENT,
+    }});
+    let http = reqwest::Client::new();
+    let hook = format!("{base}/telegram/hook");
+    let forged = http
+        .post(&hook)
+        .header("X-Telegram-Bot-Api-Secret-Token", "guess")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let genuine = http
+        .post(&hook)
+        .header("X-Telegram-Bot-Api-Secret-Token", "hook-secret")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(genuine.status(), reqwest::StatusCode::OK);
+    tg.until(10, "the acknowledgement", replying_to(GROUP, 77)).await;
+    assert_eq!(t.count("messages").await, 1, "the forged update was not taken in");
     t.finish().await;
 }

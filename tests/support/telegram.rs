@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -304,11 +305,7 @@ fn buttons(body: &Value) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-async fn api(
-    State(fake): State<Fake>,
-    Path((bot, method)): Path<(String, String)>,
-    body: Option<Json<Value>>,
-) -> Response {
+async fn api(State(fake): State<Fake>, Path((bot, method)): Path<(String, String)>, body: Bytes) -> Response {
     if bot != format!("bot{TOKEN}") {
         return (
             StatusCode::UNAUTHORIZED,
@@ -316,7 +313,8 @@ async fn api(
         )
             .into_response();
     }
-    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    // JSON for most methods; `setWebhook` comes as a multipart form, whose fields the fake does not need.
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     // Method names are case-insensitive in the Bot API (teloxide writes `SendMessage`).
     let method = method.to_ascii_lowercase();
     if method == "getupdates" {
