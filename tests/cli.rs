@@ -266,3 +266,32 @@ fn a_bad_configuration_file_is_named_and_nothing_starts() {
     assert!(stderr(&output).contains("listn"), "{}", stderr(&output));
     assert!(!dir.path().join("data").exists(), "no database was created");
 }
+
+#[test]
+fn serve_without_a_telegram_token_says_so_once_and_serves() {
+    use std::io::{BufRead, BufReader};
+    let dir = ScratchDir::new("cli");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_suqiu"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("SUQIU_LISTEN", "127.0.0.1:0")
+        .env_remove("SUQIU_TELEGRAM_TOKEN")
+        .env_remove("SUQIU_DATABASE_URL")
+        .env_remove("SUQIU_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to start suqiu serve");
+    let mut log = Vec::new();
+    for line in BufReader::new(child.stderr.take().expect("stderr is piped")).lines() {
+        let line = line.expect("stderr is text");
+        let listening = line.contains("listening on http://");
+        log.push(line);
+        if listening {
+            break;
+        }
+    }
+    child.kill().expect("serve stops");
+    let _ = child.wait();
+    let said = log.iter().filter(|l| l.contains("running without Telegram")).count();
+    assert_eq!(said, 1, "{log:#?}");
+}

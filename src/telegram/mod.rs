@@ -133,7 +133,7 @@ impl Running {
 pub async fn start(config: &Config, services: Services) -> Result<Option<Running>> {
     let telegram = &config.telegram;
     let Some(token) = telegram.token.clone() else {
-        tracing::info!("telegram: no token configured (SUQIU_TELEGRAM_TOKEN); running without Telegram");
+        tracing::warn!("telegram: no token configured (SUQIU_TELEGRAM_TOKEN); running without Telegram");
         return Ok(None);
     };
     let settings = Arc::new(Settings::from_config(config)?);
