@@ -23,6 +23,7 @@ on_both_backends!(
     supervisors_hear_of_deadlines_as_they_pass_and_get_a_daily_digest,
     in_webhook_mode_updates_arrive_through_the_services_own_server_with_the_secret,
     what_a_stopped_service_left_in_the_outbox_is_sent_when_it_starts,
+    the_team_works_tickets_with_commands_and_buttons,
 );
 
 const GROUP: i64 = -1001;
@@ -595,5 +596,75 @@ async fn what_a_stopped_service_left_in_the_outbox_is_sent_when_it_starts(t: Tes
     assert!(ack.text.contains("工单 #1"), "{}", ack.text);
     tg.until(10, "the card", card_of(1)).await;
     assert_eq!(settled_count(&t, "outbox WHERE sent_at IS NULL AND id <= 2").await, 0);
+    t.finish().await;
+}
+
+async fn the_team_works_tickets_with_commands_and_buttons(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let _running = spawn(&t, &tg, |_| {}).await;
+    tg.write(GROUP, &DRIVER, "平台拖欠我运费三千八两个月了，打电话也不接", None);
+    tg.write(GROUP, &OTHER_DRIVER, "车在高速上爆胎了走不了，在G20青银高速", None);
+    let arrears = tg.until(10, "the first card", card_of(1)).await;
+    let breakdown = tg.until(10, "the second card", card_of(2)).await;
+
+    // Ask a command, wait for the answer to it.
+    let ask = |text: &'static str| {
+        let asked = tg.write(RESPONDERS, &RESPONDER, text, None);
+        tg.until(10, text, replying_to(RESPONDERS, asked))
+    };
+    let queue = ask("/queue").await;
+    assert!(queue.text.contains("#1") && queue.text.contains("#2"), "{}", queue.text);
+    assert_eq!(ask("/mine").await.text, "您手上没有未办结的工单。");
+    assert_eq!(ask("/claim 2").await.text, "已认领 #2");
+    let mine = ask("/mine").await;
+    assert!(mine.text.contains("#2") && !mine.text.contains("#1 "), "{}", mine.text);
+    assert_eq!(ask("/note 2 司机说备胎也坏了").await.text, "已记下备注 #2");
+    // The teammate is enrolled by acting; then the ticket is handed to them by name.
+    tg.press(RESPONDERS, arrears.message_id, &TEAMMATE, "claim:1");
+    tg.until_answered("已认领 #1").await;
+    assert_eq!(ask("/transfer 2 李干事").await.text, "已转交 #2");
+    assert_eq!(ask("/reply 2 我来跟").await.text, "工单 #2 由 李干事 负责");
+    assert_eq!(ask("/transfer 2 没这个人").await.text, "没有叫“没这个人”的同事");
+
+    // Buttons: a card's category is changed with the picker, another ticket is closed as not an appeal.
+    tg.press(RESPONDERS, breakdown.message_id, &TEAMMATE, "cats:2");
+    let picker = tg
+        .until(10, "the category picker", |sent| {
+            card_of(2)(sent).filter(|c| c.buttons.iter().flatten().any(|b| b == "cat:2:accident"))
+        })
+        .await;
+    assert_eq!(picker.buttons.last().unwrap(), &["back:2"]);
+    tg.press(RESPONDERS, breakdown.message_id, &TEAMMATE, "cat:2:accident");
+    tg.until(10, "the card in its new category", |sent| {
+        card_of(2)(sent).filter(|c| c.text.contains("交通事故") && c.buttons == [["none:2", "cats:2"]])
+    })
+    .await;
+    tg.press(RESPONDERS, arrears.message_id, &TEAMMATE, "none:1");
+    tg.until(10, "the closed card", |sent| {
+        card_of(1)(sent).filter(|c| c.text.contains("不是诉求") && c.buttons.is_empty())
+    })
+    .await;
+    assert_eq!(ask("/reopen 1").await.text, "已重新打开 #1");
+    let stats = ask("/stats").await;
+    assert!(stats.text.starts_with("📊 今天：新工单 2 个"), "{}", stats.text);
+    let help = ask("/help").await;
+    assert!(help.text.contains("/transfer"), "{}", help.text);
+
+    let category: String = sqlx::query_scalar("SELECT category FROM tickets WHERE id = 2")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(category, "accident");
+    let team: Vec<(String, String)> = sqlx::query_as("SELECT name, role FROM responders ORDER BY id")
+        .fetch_all(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        team,
+        [
+            ("王干事".to_owned(), "responder".to_owned()),
+            ("李干事".to_owned(), "responder".to_owned())
+        ]
+    );
     t.finish().await;
 }
