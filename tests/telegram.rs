@@ -24,6 +24,7 @@ on_both_backends!(
     in_webhook_mode_updates_arrive_through_the_services_own_server_with_the_secret,
     what_a_stopped_service_left_in_the_outbox_is_sent_when_it_starts,
     the_team_works_tickets_with_commands_and_buttons,
+    with_a_list_of_driver_groups_other_groups_are_left_alone,
 );
 
 const GROUP: i64 = -1001;
@@ -665,6 +666,33 @@ async fn the_team_works_tickets_with_commands_and_buttons(t: TestDb) {
             ("王干事".to_owned(), "responder".to_owned()),
             ("李干事".to_owned(), "responder".to_owned())
         ]
+    );
+    t.finish().await;
+}
+
+async fn with_a_list_of_driver_groups_other_groups_are_left_alone(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let _running = spawn(&t, &tg, |c| c.telegram.driver_groups = Some(vec![GROUP])).await;
+    let elsewhere = tg.write(-1002, &DRIVER, ACCIDENT, None);
+    let listed = tg.write(GROUP, &DRIVER, ACCIDENT, None);
+    tg.until(
+        10,
+        "the acknowledgement in the listed group",
+        replying_to(GROUP, listed),
+    )
+    .await;
+    tg.until_consumed().await;
+    let chats: Vec<String> = sqlx::query_scalar("SELECT chat FROM messages")
+        .fetch_all(t.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(chats, [GROUP.to_string()]);
+    assert!(
+        tg.sent_to(-1002).is_empty()
+            && tg
+                .sent()
+                .iter()
+                .all(|s| s.reply_to != Some(elsewhere) || s.chat != -1002)
     );
     t.finish().await;
 }
