@@ -673,7 +673,7 @@ async fn the_team_works_tickets_with_commands_and_buttons(t: TestDb) {
 async fn with_a_list_of_driver_groups_other_groups_are_left_alone(t: TestDb) {
     let tg = FakeTelegram::start().await;
     let _running = spawn(&t, &tg, |c| c.telegram.driver_groups = Some(vec![GROUP])).await;
-    let elsewhere = tg.write(-1002, &DRIVER, ACCIDENT, None);
+    tg.write(-1002, &DRIVER, ACCIDENT, None);
     let listed = tg.write(GROUP, &DRIVER, ACCIDENT, None);
     tg.until(
         10,
@@ -688,11 +688,8 @@ async fn with_a_list_of_driver_groups_other_groups_are_left_alone(t: TestDb) {
         .unwrap();
     assert_eq!(chats, [GROUP.to_string()]);
     assert!(
-        tg.sent_to(-1002).is_empty()
-            && tg
-                .sent()
-                .iter()
-                .all(|s| s.reply_to != Some(elsewhere) || s.chat != -1002)
+        tg.sent_to(-1002).is_empty(),
+        "nothing is said in a group that is not listed"
     );
     t.finish().await;
 }
