@@ -40,6 +40,20 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// A responder from a row of `responders` with `id`, `name` and `role`.
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Responder, sqlx::Error> {
+        let role: String = row.try_get("role")?;
+        Ok(Responder {
+            id: ResponderId(row.try_get("id")?),
+            name: row.try_get("name")?,
+            role: if role == "supervisor" {
+                Role::Supervisor
+            } else {
+                Role::Responder
+            },
+        })
+    }
+
     pub fn actor(&self) -> Actor {
         match self.role {
             Role::Responder => Actor::Responder(self.id),
@@ -132,15 +146,7 @@ pub async fn telegram_member(db: &Db, user: &str, name: &str, role: Role, now: i
             .fetch_optional(db.pool())
             .await?;
         if let Some(row) = found {
-            let role = match row.try_get::<String, _>("role")?.as_str() {
-                "supervisor" => Role::Supervisor,
-                _ => Role::Responder,
-            };
-            return Ok(Responder {
-                id: ResponderId(row.try_get("id")?),
-                name: row.try_get("name")?,
-                role,
-            });
+            return Ok(Responder::from_row(&row)?);
         }
         // A name already taken (two people called 王师傅) gets the account's id to tell them apart.
         let name = if attempt == 0 {
@@ -198,19 +204,7 @@ pub async fn responder_by_token(db: &Db, token: &str) -> Result<Option<Responder
         .bind(hash(token))
         .fetch_optional(db.pool())
         .await?;
-    row.map(|row| {
-        let role: String = row.try_get("role")?;
-        Ok(Responder {
-            id: ResponderId(row.try_get("id")?),
-            name: row.try_get("name")?,
-            role: if role == "supervisor" {
-                Role::Supervisor
-            } else {
-                Role::Responder
-            },
-        })
-    })
-    .transpose()
+    row.as_ref().map(Responder::from_row).transpose()
 }
 
 /// Ingest keys already checked, so that a bridge's steady stream of messages does not look its key up in the

@@ -93,10 +93,7 @@ impl Scheduler {
             .fetch_all(self.db.pool())
             .await?;
             if due.is_empty() {
-                if fired > 0 {
-                    self.signals.outbox_changed.notify_waiters();
-                }
-                return Ok(fired);
+                break;
             }
             for row in &due {
                 let deadline = PendingDeadline {
@@ -111,12 +108,13 @@ impl Scheduler {
                 }
             }
             if (due.len() as i64) < BATCH {
-                if fired > 0 {
-                    self.signals.outbox_changed.notify_waiters();
-                }
-                return Ok(fired);
+                break;
             }
         }
+        if fired > 0 {
+            self.signals.outbox_changed.notify_waiters();
+        }
+        Ok(fired)
     }
 
     /// Fires one deadline unless another instance got there first.

@@ -30,6 +30,7 @@ use teloxide::Bot;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::auth::Role;
 use crate::classify::Classifier;
 use crate::clock::SharedClock;
 use crate::config::{Config, TelegramConfig, UpdateMode};
@@ -71,6 +72,17 @@ impl Settings {
             max_attempts: telegram.max_attempts,
             digest_at,
         })
+    }
+
+    /// Who acts from `chat`, if it is one of the team's chats.
+    fn team_role(&self, chat: ChatId) -> Option<Role> {
+        if Some(chat) == self.responders_chat {
+            Some(Role::Responder)
+        } else if Some(chat) == self.supervisors_chat {
+            Some(Role::Supervisor)
+        } else {
+            None
+        }
     }
 
     /// Where a message for `audience` goes when its row names no chat.

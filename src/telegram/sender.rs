@@ -283,7 +283,7 @@ impl Delivery {
             .map(|r| ReplyParameters::new(MessageId(r)).allow_sending_without_reply());
         match (entry.kind.as_str(), entry.ticket) {
             ("new_ticket", Some(ticket)) => {
-                let card = self.card(ticket).await?;
+                let card = Card::load(&self.db, ticket).await?;
                 let Some(card) = card else {
                     return Ok(Sent::Moot("the ticket is gone"));
                 };
@@ -324,13 +324,6 @@ impl Delivery {
         }
     }
 
-    async fn card(&self, ticket: TicketId) -> Result<Option<Card>, Failure> {
-        Card::load(&self.db, ticket).await.map_err(|e| Failure::Transient {
-            error: format!("database: {e}"),
-            after_ms: None,
-        })
-    }
-
     /// Redraws a ticket's card where it was sent, as the ticket is now.
     async fn redraw(&self, ticket: TicketId) -> Result<Sent, Failure> {
         let sent: Option<(String, String)> = sqlx::query_as(
@@ -339,18 +332,14 @@ impl Delivery {
         )
         .bind(ticket.0)
         .fetch_optional(self.db.pool())
-        .await
-        .map_err(|e| Failure::Transient {
-            error: format!("database: {e}"),
-            after_ms: None,
-        })?;
+        .await?;
         let Some((chat, message)) = sent else {
             return Ok(Sent::Moot("the card was never sent"));
         };
         let (Ok(chat), Ok(message)) = (chat.parse::<i64>(), message.parse::<i32>()) else {
             return Ok(Sent::Moot("the card's chat is not a Telegram chat"));
         };
-        let Some(card) = self.card(ticket).await? else {
+        let Some(card) = Card::load(&self.db, ticket).await? else {
             return Ok(Sent::Moot("the ticket is gone"));
         };
         let text = card.text(self.classifier.rules(), &self.settings.time_zone);
@@ -448,6 +437,16 @@ fn placeholders(first: usize, count: usize) -> String {
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The database was away while a message was prepared: it is tried again.
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Failure {
+        Failure::Transient {
+            error: format!("database: {e}"),
+            after_ms: None,
+        }
+    }
 }
 
 fn backoff_ms(attempts: i32) -> i64 {

@@ -78,10 +78,8 @@ impl Handler {
 
     fn place(&self, message: &Message) -> Place {
         let chat = message.chat.id;
-        if Some(chat) == self.settings.responders_chat {
-            Place::Team(Role::Responder)
-        } else if Some(chat) == self.settings.supervisors_chat {
-            Place::Team(Role::Supervisor)
+        if let Some(role) = self.settings.team_role(chat) {
+            Place::Team(role)
         } else if message.chat.is_private() {
             Place::Private
         } else if (message.chat.is_group() || message.chat.is_supergroup())
@@ -123,7 +121,7 @@ impl Handler {
             chat: message.chat.id.0.to_string(),
             message_id: message.id.0.to_string(),
             sender: from.id.0.to_string(),
-            sender_name: Some(clip_name(&from.full_name())),
+            sender_name: Some(preview(&from.full_name())),
             text: text.to_owned(),
             sent_at: jiff::Timestamp::from_second(message.date.timestamp()).ok(),
             reply_to: message.reply_to_message().map(|r| r.id.0.to_string()),
@@ -255,7 +253,7 @@ impl Handler {
     async fn member(&self, from: &User, role: Role) -> Result<Responder> {
         let now = self.services.clock.now_ms();
         let user = from.id.0.to_string();
-        Ok(auth::telegram_member(&self.services.db, &user, &clip_name(&from.full_name()), role, now).await?)
+        Ok(auth::telegram_member(&self.services.db, &user, &preview(&from.full_name()), role, now).await?)
     }
 
     async fn team(&self, key: &str, message: &Message, from: &User, role: Role, text: &str, me: &Me) -> Result<()> {
@@ -434,13 +432,11 @@ impl Handler {
     /// The queue (or one responder's part of it), most urgent first.
     async fn queue(&self, mine: Option<ResponderId>) -> Result<String> {
         let filter = Filter {
-            limit: Some(if mine.is_some() { 1000 } else { 15 }),
+            assignee: mine,
+            limit: Some(1000),
             ..Filter::default()
         };
-        let mut tickets = desk::list(&self.services.db, &filter).await?;
-        if let Some(me) = mine {
-            tickets.retain(|t| t.assignee == Some(me));
-        }
+        let tickets = desk::list(&self.services.db, &filter).await?;
         if tickets.is_empty() {
             return Ok(if mine.is_some() {
                 "您手上没有未办结的工单。"
@@ -530,10 +526,8 @@ impl Handler {
         rest: &str,
     ) -> Result<Option<(String, bool)>> {
         let chat = query.message.as_ref().map(|m| m.chat().id);
-        let role = match chat {
-            Some(chat) if Some(chat) == self.settings.responders_chat => Role::Responder,
-            Some(chat) if Some(chat) == self.settings.supervisors_chat => Role::Supervisor,
-            _ => return Ok(Some(("这个按钮只在工作群里有效".into(), true))),
+        let Some(role) = chat.and_then(|chat| self.settings.team_role(chat)) else {
+            return Ok(Some(("这个按钮只在工作群里有效".into(), true)));
         };
         let mut parts = rest.split(':');
         let Some(ticket) = parts.next().and_then(|n| n.parse::<i64>().ok()).map(TicketId) else {
@@ -653,11 +647,6 @@ fn audience(role: Role) -> &'static str {
         Role::Responder => "responders",
         Role::Supervisor => "supervisors",
     }
-}
-
-/// A person's display name within what intake accepts.
-fn clip_name(name: &str) -> String {
-    preview(name).chars().take(60).collect()
 }
 
 const HELP: &str = "您好，我是货车司机工会的诉求助手。\n\

@@ -95,6 +95,8 @@ pub struct Filter {
     pub category: Option<Category>,
     pub priority: Option<Priority>,
     pub chat: Option<String>,
+    /// Only the tickets this responder holds.
+    pub assignee: Option<ResponderId>,
     /// Only tickets whose next deadline is before this (milliseconds since the epoch).
     pub due_before: Option<i64>,
     pub limit: Option<u32>,
@@ -162,6 +164,9 @@ pub async fn list(db: &Db, filter: &Filter) -> Result<Vec<TicketSummary>, sqlx::
     }
     if let Some(chat) = &filter.chat {
         bind("t.chat = ?", Bind::Text(chat.clone()));
+    }
+    if let Some(assignee) = filter.assignee {
+        bind("t.assignee = ?", Bind::Int(assignee.0));
     }
     if let Some(before) = filter.due_before {
         bind(&format!("{NEXT_DUE} < ?"), Bind::Int(before));
@@ -259,10 +264,6 @@ impl Desk {
             deadlines_changed: signals.deadlines_changed,
             outbox_changed: signals.outbox_changed,
         }
-    }
-
-    pub fn sla(&self) -> &SlaConfig {
-        &self.sla
     }
 
     /// Wakes the outbox's sender: call after queueing messages outside the desk's own actions.
@@ -443,14 +444,17 @@ pub(crate) async fn apply(
     };
     let mut outgoing = Vec::with_capacity(2);
     let (channel, chat): (String, String) = (row.try_get("channel")?, row.try_get("chat")?);
-    let last: Option<String>;
-    if let Some((kind, text)) = &notice {
-        last = sqlx::query_scalar(
+    // The notice answers the driver's latest message.
+    let last: Option<String> = match notice {
+        Some(_) => sqlx::query_scalar(
             "SELECT external_id FROM messages WHERE ticket_id = $1 AND disposition <> 'chatter' ORDER BY id DESC LIMIT 1",
         )
         .bind(id.0)
         .fetch_optional(&mut **tx)
-        .await?;
+        .await?,
+        None => None,
+    };
+    if let Some((kind, text)) = &notice {
         outgoing.push(Outgoing {
             ticket: Some(id),
             audience: "driver",

@@ -189,6 +189,7 @@ async fn list_tickets(
             .transpose()
             .map_err(|e| ApiError::invalid(e.to_string()))?,
         chat: q.chat,
+        assignee: None,
         due_before: q
             .due_before
             .as_deref()
