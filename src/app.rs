@@ -15,6 +15,8 @@ use crate::auth::IngestKeys;
 use crate::classify::Classifier;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::dashboard::{self, Attempts, DashState};
+use crate::search::{Indexer, SearchIndex};
 use crate::sla::Scheduler;
 use crate::store::Db;
 use crate::telegram;
@@ -26,7 +28,9 @@ use crate::Signals;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    dashboard: DashState,
     scheduler: Scheduler,
+    indexer: Indexer,
     telegram: Option<telegram::Running>,
 }
 
@@ -43,6 +47,11 @@ impl Application {
             .await
             .with_context(|| format!("failed to listen on {}", config.listen))?;
         let desk = Desk::new(db.clone(), sla, signals.clone());
+        let search =
+            SearchIndex::from_config(config, classifier.lexicon()).context("failed to open the search index")?;
+        let indexer = Indexer::new(&search, db.clone())
+            .await
+            .context("failed to start the search indexer")?;
         let services = telegram::Services {
             db: db.clone(),
             intake: intake.clone(),
@@ -50,6 +59,15 @@ impl Application {
             classifier,
             clock: clock.clone(),
             signals,
+        };
+        let dashboard = DashState {
+            desk: desk.clone(),
+            clock: clock.clone(),
+            classifier: services.classifier.clone(),
+            time_zone: config.time_zone.clone(),
+            secure_cookies: config.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+            attempts: Arc::new(Attempts::new()),
+            search,
         };
         let telegram = telegram::start(config, services).await?;
         let state = AppState {
@@ -61,7 +79,9 @@ impl Application {
         Ok(Application {
             listener,
             state,
+            dashboard,
             scheduler,
+            indexer,
             telegram,
         })
     }
@@ -77,20 +97,31 @@ impl Application {
         let stopped = stop.clone();
         let scheduler = self.scheduler;
         let scheduler = tokio::spawn(async move { scheduler.run(stopped.notified()).await });
-        let mut router = web::router(self.state);
+        // The indexer has a signal of its own: `stop` wakes one waiter, the scheduler.
+        let stop_indexer = Arc::new(Notify::new());
+        let indexing = tokio::spawn(self.indexer.run(stop_indexer.clone()));
+        crate::metrics::handle();
+        let mut router = web::router(self.state)
+            .merge(dashboard::router(self.dashboard))
+            .layer(axum::middleware::from_fn(crate::metrics::time_requests));
         let mut telegram = self.telegram;
         if let Some(webhook) = telegram.as_mut().and_then(|t| t.webhook.take()) {
             router = router.merge(webhook);
         }
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed");
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed");
         if let Some(telegram) = telegram {
             telegram.stop().await;
         }
         stop.notify_one();
         let _ = scheduler.await;
+        stop_indexer.notify_one();
+        let _ = indexing.await;
         db.close().await;
         served
     }

@@ -20,10 +20,15 @@ use crate::sla::SlaConfig;
 pub struct Config {
     /// Where the embedded database lives when `database_url` is not set.
     pub data_dir: PathBuf,
+    /// This instance's full-text search index; unset means `search` in `data_dir`.
+    pub search_dir: Option<PathBuf>,
     /// `sqlite://PATH` or `postgres://…`; unset means a SQLite file in `data_dir`.
     pub database_url: Option<String>,
     /// The HTTP address of the API and the dashboard.
     pub listen: SocketAddr,
+    /// The address people open the dashboard at (`https://suqiu.example.org`), for the bot's log-in links;
+    /// with `https` the session cookie is marked Secure.
+    pub public_url: Option<String>,
     /// A directory with `intents/` and/or `dictionaries/` that replace the built-in rules.
     pub rules: Option<PathBuf>,
     /// The time zone that people read times in: alerts, cards, digests and reports.
@@ -115,8 +120,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("data"),
+            search_dir: None,
             database_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             rules: None,
             time_zone: TimeZone::get("Asia/Shanghai").expect("the time zone database knows Asia/Shanghai"),
             intake: IntakeConfig::default(),
@@ -135,10 +142,12 @@ impl Default for IntakeConfig {
     }
 }
 
-const TOP_LEVEL_KEYS: [&str; 8] = [
+const TOP_LEVEL_KEYS: [&str; 10] = [
     "data_dir",
+    "search_dir",
     "database_url",
     "listen",
+    "public_url",
     "rules",
     "time_zone",
     "intake",
@@ -183,6 +192,11 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("suqiu.db").display()),
         }
+    }
+
+    /// The search index's directory: the configured one, or `search` in the data directory.
+    pub fn search_dir(&self) -> PathBuf {
+        self.search_dir.clone().unwrap_or_else(|| self.data_dir.join("search"))
     }
 }
 

@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use support::{classifier, TestDb, T0};
-use suqiu::app::Application;
+use support::{Served, TestDb, T0};
 use suqiu::auth::{self, Role};
-use suqiu::clock::{ManualClock, SharedClock};
-use suqiu::config::Config;
+use suqiu::clock::ManualClock;
 
 on_both_backends!(
     a_driver_appeal_goes_from_ingest_to_resolution_over_http,
@@ -18,6 +16,7 @@ on_both_backends!(
     a_responders_token_cannot_act_for_another,
     the_queue_filters_by_status_and_deadline,
     supervisors_read_response_times_by_category_and_responder,
+    prometheus_scrapes_metrics_with_a_supervisors_token,
 );
 
 struct TestApp {
@@ -32,17 +31,11 @@ struct TestApp {
 
 impl TestApp {
     async fn spawn(t: TestDb) -> TestApp {
-        let config = Config {
-            database_url: Some(t.url.clone()),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        };
-        let clock = ManualClock::at(T0);
-        let shared: SharedClock = clock.clone();
-        let app = Application::build(&config, classifier(), shared).await.unwrap();
-        let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run(std::future::pending()));
-        let ingest_key = auth::add_ingest_key(&t.db, "bridge", T0).await.unwrap();
+        let Served {
+            base,
+            clock,
+            ingest_key,
+        } = support::serve(&t, T0).await;
         let (mut tokens, mut ids) = (Vec::new(), Vec::new());
         for name in ["王师傅", "李师傅"] {
             let (responder, token) = auth::add_responder(&t.db, name, Role::Responder, T0).await.unwrap();
@@ -524,5 +517,39 @@ async fn supervisors_read_response_times_by_category_and_responder(t: TestDb) {
     }
     let (_, by_day) = app.report(SUPERVISOR, "group_by=day&time_zone=Asia/Shanghai").await;
     assert_eq!(by_day["groups"][0]["key"], "2026-11-02");
+    app.t.finish().await;
+}
+
+async fn prometheus_scrapes_metrics_with_a_supervisors_token(t: TestDb) {
+    let app = TestApp::spawn(t).await;
+    let (status, body) = app.ingest(appeal("1", "车坏在半路了，发动机打不着火，需要拖车")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.ingest(appeal("2", "今天太原到晋中路况怎么样")).await;
+    let scrape = |token: Option<usize>| {
+        let mut request = app.http.get(format!("{}/metrics", app.base));
+        if let Some(who) = token {
+            request = request.bearer_auth(&app.tokens[who]);
+        }
+        request.send()
+    };
+    assert_eq!(scrape(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(Some(0)).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let response = scrape(Some(SUPERVISOR)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    // The counters are the process's (other tests' services count too); the gauges are this database's.
+    for expected in [
+        "suqiu_messages_ingested_total{label=\"breakdown\"}",
+        "suqiu_messages_ingested_total{label=\"none\"}",
+        "suqiu_tickets_opened_total{category=\"breakdown\"",
+        "suqiu_tickets_open{priority=\"P2\"} 1\n",
+        "suqiu_tickets_open{priority=\"P1\"} 0\n",
+        "suqiu_outbox_backlog ",
+        "suqiu_outbox_failed 0\n",
+        "suqiu_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/messages\",status=\"200\"",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+    assert!(!text.contains("发动机"), "no driver's text in the metrics");
     app.t.finish().await;
 }

@@ -27,10 +27,11 @@ fn suqiu_in(dir: &ScratchDir, args: &[&str], stdin: &[u8]) -> Output {
     let input = stdin.to_vec();
     let writer = std::thread::spawn(move || pipe.write_all(&input));
     let output = child.wait_with_output().expect("failed to wait for suqiu");
-    writer
-        .join()
-        .expect("stdin writer")
-        .expect("failed to write suqiu's stdin");
+    // A command refused before it reads its input closes the pipe: that is its answer, not a test failure.
+    match writer.join().expect("stdin writer") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("failed to write suqiu's stdin: {e}"),
+        _ => {}
+    }
     output
 }
 
@@ -258,6 +259,59 @@ fn responder_add_prints_a_token_and_refuses_a_second_with_the_same_name() {
 }
 
 #[test]
+fn user_add_reads_the_password_from_stdin_and_the_member_can_log_in_with_it() {
+    let dir = ScratchDir::new("user");
+    let short = suqiu_in(&dir, &["user", "add", "老周", "--role", "admin"], b"secret\n");
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 10 characters"), "{}", stderr(&short));
+    let unknown = suqiu_in(
+        &dir,
+        &["user", "add", "老周", "--role", "boss"],
+        b"long enough password\n",
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("\"boss\" is not a role"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // Neither refusal left anything behind: the name is still free.
+    let added = suqiu_in(
+        &dir,
+        &["user", "add", "老周", "--role", "admin"],
+        b"long enough password\n",
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert!(stderr(&added).contains("admin \"老周\" added"), "{}", stderr(&added));
+    let changed = suqiu_in(&dir, &["user", "password", "老周"], b"a new long password\n");
+    assert!(changed.status.success(), "{}", stderr(&changed));
+    let nobody = suqiu_in(&dir, &["user", "password", "老吴"], b"a new long password\n");
+    assert!(!nobody.status.success());
+    assert!(
+        stderr(&nobody).contains("no team member is called \"老吴\""),
+        "{}",
+        stderr(&nobody)
+    );
+
+    let url = format!("sqlite://{}", dir.path().join("data/suqiu.db").display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let db = suqiu::store::Db::connect(&url).await.unwrap();
+        let login = |password: &'static str| {
+            let db = db.clone();
+            async move { suqiu::auth::login::check_password(&db, "老周", password).await.unwrap() }
+        };
+        assert!(
+            login("long enough password").await.is_none(),
+            "the old password no longer works"
+        );
+        let me = login("a new long password").await.expect("the new password works");
+        assert_eq!(me.role, suqiu::auth::Role::Admin);
+    });
+}
+
+#[test]
 fn a_bad_configuration_file_is_named_and_nothing_starts() {
     let dir = ScratchDir::new("config");
     std::fs::write(dir.path().join("suqiu.toml"), "listn = \"127.0.0.1:1\"\n").unwrap();
@@ -294,4 +348,112 @@ fn serve_without_a_telegram_token_says_so_once_and_serves() {
     let _ = child.wait();
     let said = log.iter().filter(|l| l.contains("running without Telegram")).count();
     assert_eq!(said, 1, "{log:#?}");
+}
+
+#[tokio::test]
+async fn at_info_level_the_log_names_ids_not_what_drivers_wrote() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+
+    let dir = ScratchDir::new("cli");
+    let key = stdout(&suqiu_in(&dir, &["ingest-key", "add", "bridge"], b""))
+        .trim()
+        .to_owned();
+    let token = stdout(&suqiu_in(&dir, &["responder", "add", "王干事"], b""))
+        .trim()
+        .to_owned();
+    /// The service, stopped when the test ends however it ends.
+    struct Serving(std::process::Child);
+    impl Drop for Serving {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Serving(
+        Command::new(env!("CARGO_BIN_EXE_suqiu"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("SUQIU_LISTEN", "127.0.0.1:0")
+            .env("SUQIU_LOG", "info")
+            .env_remove("SUQIU_TELEGRAM_TOKEN")
+            .env_remove("SUQIU_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("failed to start suqiu serve"),
+    );
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (address, lines) = std::sync::mpsc::channel();
+    let reader = {
+        let log = log.clone();
+        let stderr = child.0.stderr.take().expect("stderr is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://") {
+                    let rest = &line[at + "listening on ".len()..];
+                    let _ = address.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+                log.lock().unwrap().push(line);
+            }
+        })
+    };
+    let base = lines
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("serve says where it listens");
+
+    let http = reqwest::Client::new();
+    let phone = "13912345678";
+    let words = "车被扣在晋城收费站了，说我证件不全";
+    let appeal = serde_json::json!({
+        "channel": "telegram", "chat": "group-1", "message_id": "1", "sender": "driver-7",
+        "sender_name": "张师傅", "text": format!("{words}，急，电话 {phone}"), "sent_at": "2026-11-02T08:00:00Z",
+    });
+    let outcome: Value = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(&key)
+        .json(&appeal)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = outcome["ticket"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("the appeal opened no ticket: {outcome}"));
+    for (action, body) in [
+        ("claim", serde_json::json!({})),
+        (
+            "reply",
+            serde_json::json!({"text": format!("已联系，{phone} 请保持畅通")}),
+        ),
+    ] {
+        let answer = http
+            .post(format!("{base}/api/v1/tickets/{ticket}/{action}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{action}: {}", answer.status());
+    }
+    // A message the intake refuses, written by a driver, is logged by its ids too.
+    let refused = http
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"channel": "telegram", "chat": "", "message_id": "2", "sender": "d", "text": phone}))
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error());
+
+    drop(child);
+    reader.join().unwrap();
+    let log = log.lock().unwrap().join("\n");
+    assert!(log.contains("INFO"), "the service logged at info level:\n{log}");
+    assert!(
+        !log.contains(phone) && !log.contains(words) && !log.contains("张师傅"),
+        "{log}"
+    );
 }

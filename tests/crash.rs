@@ -82,7 +82,7 @@ impl Drop for Server {
 }
 
 fn message(i: usize) -> Value {
-    let text = if i % 3 == 0 {
+    let text = if i.is_multiple_of(3) {
         APPEALS[i / 3 % APPEALS.len()]
     } else {
         CHATTER[i % CHATTER.len()]

@@ -25,6 +25,7 @@ on_both_backends!(
     what_a_stopped_service_left_in_the_outbox_is_sent_when_it_starts,
     the_team_works_tickets_with_commands_and_buttons,
     with_a_list_of_driver_groups_other_groups_are_left_alone,
+    a_team_member_gets_a_one_time_log_in_link_in_private,
 );
 
 const GROUP: i64 = -1001;
@@ -65,6 +66,7 @@ async fn spawn_with(
     support::logs();
     let mut config = Config {
         database_url: Some(t.url.clone()),
+        search_dir: Some(t.search_dir()),
         listen: "127.0.0.1:0".parse().unwrap(),
         telegram: TelegramConfig {
             token: Some(TOKEN.into()),
@@ -691,5 +693,39 @@ async fn with_a_list_of_driver_groups_other_groups_are_left_alone(t: TestDb) {
         tg.sent_to(-1002).is_empty(),
         "nothing is said in a group that is not listed"
     );
+    t.finish().await;
+}
+
+async fn a_team_member_gets_a_one_time_log_in_link_in_private(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let _running = spawn_with(&t, &tg, clock, |c| c.public_url = Some("https://suqiu.example/".into())).await;
+
+    let asked = tg.write(RESPONDERS, &RESPONDER, "/login", None);
+    let answer = tg
+        .until(10, "the answer to /login", replying_to(RESPONDERS, asked))
+        .await;
+    assert_eq!(answer.text, "登录链接已私信给您。");
+    let private = tg
+        .until(10, "the private link", |sent| {
+            sent.iter().find(|s| s.chat == RESPONDER.id).cloned()
+        })
+        .await;
+    let at = private
+        .text
+        .find("https://suqiu.example/login/link?token=")
+        .expect("the link")
+        + 39;
+    let token = private.text[at..].split_whitespace().next().unwrap().to_owned();
+    assert!(
+        tg.sent_to(RESPONDERS).iter().all(|s| !s.text.contains("token=")),
+        "the link is never posted in the group"
+    );
+
+    let member = suqiu::auth::login::use_link(&t.db, &token, suqiu::clock::Clock::now_ms(&SystemClock))
+        .await
+        .unwrap()
+        .expect("the link logs its member in");
+    assert_eq!(member.name, RESPONDER.name);
     t.finish().await;
 }

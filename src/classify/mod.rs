@@ -10,6 +10,8 @@ pub mod rules;
 pub mod source;
 pub mod taxonomy;
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 pub use entities::Entity;
@@ -53,7 +55,7 @@ pub struct Explanation {
 
 pub struct Classifier {
     normalizer: Normalizer,
-    lexicon: Lexicon,
+    lexicon: Arc<Lexicon>,
     rules: RuleSet,
 }
 
@@ -72,7 +74,7 @@ impl Classifier {
         match rules {
             Some(rules) if errors.is_empty() => Ok(Classifier {
                 normalizer,
-                lexicon,
+                lexicon: Arc::new(lexicon),
                 rules,
             }),
             _ => Err(RuleErrors(errors)),
@@ -81,6 +83,11 @@ impl Classifier {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// jieba with the dictionaries, shared with the search index so that they are loaded once.
+    pub fn lexicon(&self) -> Arc<Lexicon> {
+        self.lexicon.clone()
     }
 
     pub fn classify(&self, text: &str) -> Classification {

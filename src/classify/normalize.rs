@@ -92,15 +92,15 @@ pub struct Normalizer {
 
 /// The blocks whose traditional characters are looked up at start-up: CJK Extension A, the Unified
 /// Ideographs and the Compatibility Ideographs. A character outside them always goes through conversion.
-const CJK_BLOCKS: [(char, char); 3] = [
+pub(crate) const CJK_BLOCKS: [(char, char); 3] = [
     ('\u{3400}', '\u{4DBF}'),
     ('\u{4E00}', '\u{9FFF}'),
     ('\u{F900}', '\u{FAFF}'),
 ];
-const CJK_END: u32 = 0xFB00;
+pub(crate) const CJK_END: u32 = 0xFB00;
 
 /// One bit per code point below [`CJK_END`]: does converting the character alone change it?
-fn traditional_characters(t2s: &OpenCC) -> Vec<u64> {
+pub(crate) fn traditional_characters(t2s: &OpenCC) -> Vec<u64> {
     let chars: Vec<char> = CJK_BLOCKS.iter().flat_map(|&(from, to)| from..=to).collect();
     // One conversion of every character on a line of its own: phrases never span a line break.
     let lines: String = chars.iter().flat_map(|&c| [c, '\n']).collect();

@@ -1,5 +1,5 @@
-//! The command line: the service (`serve`, `migrate`, `responder`, `ingest-key`) and the classifier's tools
-//! (`classify`, `eval`, `check`).
+//! The command line: the service (`serve`, `migrate`, `responder`, `user`, `ingest-key`, `reindex`) and the
+//! classifier's tools (`classify`, `eval`, `check`).
 
 mod service;
 
@@ -44,6 +44,9 @@ pub enum Command {
     /// Manage the response team's accounts.
     #[command(subcommand)]
     Responder(service::ResponderCommand),
+    /// Manage who logs in to the dashboard, and with which role.
+    #[command(subcommand)]
+    User(service::UserCommand),
     /// Manage the keys that bridges use to post messages.
     #[command(subcommand, name = "ingest-key")]
     IngestKey(service::IngestKeyCommand),
@@ -74,12 +77,20 @@ pub enum Command {
     },
     /// Validate the rules and dictionaries and run every example in the rule files.
     Check,
+    /// Rebuild this instance's search index from the database (with the service stopped).
+    Reindex,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check => return check(cli.rules.as_deref()),
-        Command::Serve | Command::Migrate | Command::Replay { .. } | Command::Responder(_) | Command::IngestKey(_) => {
+        Command::Serve
+        | Command::Reindex
+        | Command::Migrate
+        | Command::Replay { .. }
+        | Command::Responder(_)
+        | Command::User(_)
+        | Command::IngestKey(_) => {
             return service::run(cli);
         }
         _ => {}
@@ -139,10 +150,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Check
+        | Command::Reindex
         | Command::Serve
         | Command::Migrate
         | Command::Replay { .. }
         | Command::Responder(_)
+        | Command::User(_)
         | Command::IngestKey(_) => {
             unreachable!("handled above")
         }

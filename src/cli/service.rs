@@ -18,6 +18,7 @@ use crate::auth::{self, Role};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::replay;
+use crate::search::{self, IndexerSettings, SearchIndex};
 use crate::tickets::intake::{Intake, IntakeSettings};
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +30,40 @@ pub enum ResponderCommand {
         #[arg(long)]
         supervisor: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a team member who logs in to the dashboard; the password is read from the terminal (asked twice)
+    /// or from the first line of standard input.
+    Add {
+        name: String,
+        /// responder, supervisor or admin (an administrator manages accounts; create the first one this way).
+        #[arg(long, default_value = "responder", value_parser = parse_role)]
+        role: Role,
+    },
+    /// Set a team member's dashboard password, read as for `add`.
+    Password { name: String },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("{text:?} is not a role: responder, supervisor or admin"))
+}
+
+/// A new password: asked twice without echo on a terminal, else the first line of standard input.
+fn read_password() -> Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").context("failed to read the password")?;
+        let again = rpassword::prompt_password("again: ").context("failed to read the password")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("failed to read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +104,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{token}");
                 Ok(ExitCode::SUCCESS)
             }
+            Command::User(UserCommand::Add { name, role }) => {
+                let password = read_password()?;
+                let db = open_database(&config).await?;
+                let user = auth::login::add_user(&db, &name, role, &password, SystemClock.now_ms()).await?;
+                eprintln!("{} {:?} added with id {}", role.id(), user.name, user.id.0);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::User(UserCommand::Password { name }) => {
+                let password = read_password()?;
+                let db = open_database(&config).await?;
+                anyhow::ensure!(
+                    auth::login::set_password(&db, &name, &password).await?,
+                    "no team member is called {name:?}"
+                );
+                eprintln!("password of {name:?} changed");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Reindex => reindex(&config).await,
             Command::IngestKey(IngestKeyCommand::Add { name }) => {
                 let db = open_database(&config).await?;
                 let key = auth::add_ingest_key(&db, &name, SystemClock.now_ms()).await?;
@@ -79,6 +132,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             _ => unreachable!("only service commands come here"),
         }
     })
+}
+
+/// `suqiu reindex`: empties the search index and indexes every ticket message in the database again.
+async fn reindex(config: &Config) -> Result<ExitCode> {
+    let db = open_database(config).await?;
+    let dir = config.search_dir();
+    let lexicon = loaded(config.rules.as_deref())?.lexicon();
+    let rebuilt = async {
+        let index = SearchIndex::from_config(config, lexicon)?;
+        search::rebuild(&index, &db, IndexerSettings::rebuild()).await
+    }
+    .await
+    .with_context(|| format!("failed to rebuild the search index in {}", dir.display()));
+    db.close().await;
+    let rebuilt = rebuilt?;
+    println!(
+        "{}: {} messages indexed in {:.1} s",
+        dir.display(),
+        rebuilt.messages,
+        rebuilt.seconds
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn replay(config: Config, file: &Path) -> Result<ExitCode> {

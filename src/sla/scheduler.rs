@@ -182,6 +182,7 @@ impl Scheduler {
         };
         enqueue(&mut tx, now, &[alert]).await?;
         tx.commit().await?;
+        metrics::counter!(crate::metrics::SLA_EVENTS, "target" => d.target.id(), "stage" => d.stage.id()).increment(1);
         tracing::info!(ticket = %d.ticket, target = d.target.id(), stage = d.stage.id(), late_ms = late, "sla deadline fired");
         Ok(true)
     }

@@ -36,6 +36,8 @@ pub enum TeamCommand {
     Reopen(i64),
     #[command(description = "今天的数据")]
     Stats,
+    #[command(description = "私信我网页工作台的一次性登录链接")]
+    Login,
     #[command(description = "命令说明")]
     Help,
 }

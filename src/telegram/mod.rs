@@ -6,7 +6,7 @@
 //! queues the supervisors' daily digest. Updates arrive by long polling, or in webhook mode through a route of
 //! the service's own HTTP server.
 
-mod cards;
+pub(crate) mod cards;
 mod commands;
 mod digest;
 mod sender;
@@ -55,6 +55,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Local time of the daily digest, (hour, minute).
     pub digest_at: Option<(i8, i8)>,
+    /// The dashboard's address, for log-in links.
+    pub public_url: Option<String>,
 }
 
 impl Settings {
@@ -71,6 +73,7 @@ impl Settings {
             time_zone: config.time_zone.clone(),
             max_attempts: telegram.max_attempts,
             digest_at,
+            public_url: config.public_url.clone(),
         })
     }
 

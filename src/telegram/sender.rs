@@ -1,17 +1,21 @@
 //! Delivers the outbox to Telegram.
 //!
-//! A round leases what is due, at most a few entries per chat, and sends each chat's entries in order while
-//! different chats go in parallel; teloxide's [`Throttle`] keeps within Telegram's limits and waits out a 429's
-//! `retry_after`. A lease is a conditional update, so two instances never send one entry. What fails is retried
-//! with backoff; a chat's later entries wait behind it, so that a driver never reads "resolved" before the
-//! answer. After `max_attempts` an entry is marked failed and the supervisors are told.
+//! A round leases what is due, at most a few entries per chat, and hands each chat's entries to a task that
+//! sends them in order. Rounds do not wait for those tasks: a chat held back by Telegram's per-group limit
+//! (about 20 messages a minute) never holds back another chat, so a driver's acknowledgement does not queue
+//! behind the responders' cards. teloxide's [`Throttle`] keeps within Telegram's limits and waits out a 429's
+//! `retry_after`. A lease is a conditional update, and a chat's entries are not leased while an earlier one is,
+//! so two senders (tasks or instances) never send one entry. What fails is retried with backoff; a chat's later
+//! entries wait behind it, so that a driver never reads "resolved" before the answer. After `max_attempts` an
+//! entry is marked failed and the supervisors are told.
 //!
 //! An entry is sent at most once when the outcome is known. The one gap is Telegram's: a request whose answer
 //! is lost (the connection drops after Telegram acted) cannot be told from one that never arrived, and the
 //! Bot API has no idempotency key, so such an entry is sent again.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::Row;
@@ -34,8 +38,8 @@ use crate::tickets::TicketId;
 
 /// Entries leased per round.
 const ROUND: i64 = 200;
-/// Entries leased per chat per round: Telegram lets a bot send about one a second to a chat, so a lease of
-/// this many is never outlived by its sending.
+/// Entries leased per chat per round: Telegram lets a bot post about 20 messages a minute in a group, so a
+/// lease of this many is never outlived by its sending.
 const PER_CHAT: usize = 10;
 /// How long a lease lasts; an instance that dies mid-round frees its entries after this.
 const LEASE_MS: i64 = 5 * 60 * 1000;
@@ -43,6 +47,8 @@ const LEASE_MS: i64 = 5 * 60 * 1000;
 const POLL: Duration = Duration::from_secs(2);
 /// The longest wait between tries.
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
+/// How long stopping waits for the sends in hand; entries not yet begun are released at once.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// One leased outbox entry.
 #[derive(Debug)]
@@ -82,6 +88,10 @@ pub struct Delivery {
     classifier: Arc<Classifier>,
     clock: SharedClock,
     settings: Arc<Settings>,
+    /// Entries leased by this sender and not yet begun: released when it stops.
+    waiting: Arc<Mutex<BTreeSet<i64>>>,
+    /// Set when the sender stops: chats' tasks begin no further entries.
+    halted: Arc<AtomicBool>,
 }
 
 impl Delivery {
@@ -98,18 +108,22 @@ impl Delivery {
             classifier,
             clock,
             settings,
+            waiting: Arc::default(),
+            halted: Arc::default(),
         }
     }
 
-    /// Sends what is due, sleeping between rounds until woken by `changed`, the next retry, or the poll.
+    /// Sends what is due, leasing again whenever woken by `changed`, a chat's task finishing, the next retry or
+    /// the poll. On `stop` it lets the sends in hand finish (for a while) and releases what it had not begun.
     pub async fn run(self, changed: Arc<Notify>, stop: Arc<Notify>) {
+        let mut chats = JoinSet::new();
         loop {
             let woken = changed.notified();
             let stopped = stop.notified();
             tokio::pin!(woken, stopped);
             woken.as_mut().enable();
             stopped.as_mut().enable();
-            let wait = match self.round().await {
+            let wait = match self.round(&mut chats).await {
                 Ok(0) => POLL,
                 Ok(_) => Duration::ZERO,
                 Err(e) => {
@@ -118,34 +132,47 @@ impl Delivery {
                 }
             };
             tokio::select! {
-                () = &mut stopped => return,
+                () = &mut stopped => break,
                 () = &mut woken => {}
+                Some(done) = chats.join_next() => log_chat(done),
                 () = tokio::time::sleep(wait) => {}
             }
         }
+        self.halted.store(true, Ordering::SeqCst);
+        let finished = tokio::time::timeout(GRACE, async {
+            while let Some(done) = chats.join_next().await {
+                log_chat(done);
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                sends = chats.len(),
+                "telegram sender: stopping without waiting for the sends in hand"
+            );
+            chats.shutdown().await;
+        }
+        let waiting: Vec<i64> = std::mem::take(&mut *self.waiting.lock().unwrap()).into_iter().collect();
+        if let Err(e) = self.release(&waiting).await {
+            tracing::warn!(error = %e, "telegram sender: could not release its leases; they lapse by themselves");
+        }
     }
 
-    /// One round: leases what is due and sends it. Returns how many entries it leased.
-    pub async fn round(&self) -> Result<usize, sqlx::Error> {
+    /// One round: leases what is due and starts sending it, one task per chat. Returns how many entries it
+    /// leased.
+    async fn round(&self, chats: &mut JoinSet<Result<(), sqlx::Error>>) -> Result<usize, sqlx::Error> {
         let now = self.clock.now_ms();
         let entries = self.lease(now).await?;
         let leased = entries.len();
+        self.waiting.lock().unwrap().extend(entries.iter().map(|e| e.id));
         let mut by_chat: BTreeMap<(String, String), Vec<Entry>> = BTreeMap::new();
         for entry in entries {
             let key = (entry.audience.clone(), entry.chat.clone().unwrap_or_default());
             by_chat.entry(key).or_default().push(entry);
         }
-        let mut chats = JoinSet::new();
         for (_, entries) in by_chat {
             let delivery = self.clone();
             chats.spawn(async move { delivery.send_in_order(entries).await });
-        }
-        while let Some(done) = chats.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "telegram sender: failed to record a delivery"),
-                Err(e) => tracing::error!(error = %e, "telegram sender: a chat's delivery task failed"),
-            }
         }
         Ok(leased)
     }
@@ -221,6 +248,10 @@ impl Delivery {
     async fn send_in_order(&self, entries: Vec<Entry>) -> Result<(), sqlx::Error> {
         let mut entries = entries.into_iter();
         while let Some(mut entry) = entries.next() {
+            if self.halted.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.waiting.lock().unwrap().remove(&entry.id);
             let outcome = loop {
                 match self.send(&entry).await {
                     Err(Failure::Moved(to)) => {
@@ -258,6 +289,7 @@ impl Delivery {
                     .execute(self.db.pool())
                     .await?;
                     let rest: Vec<i64> = entries.map(|e| e.id).collect();
+                    self.waiting.lock().unwrap().retain(|id| !rest.contains(id));
                     self.release(&rest).await?;
                     return Ok(());
                 }
@@ -428,6 +460,14 @@ impl Delivery {
         }
         query.execute(self.db.pool()).await?;
         Ok(())
+    }
+}
+
+fn log_chat(done: Result<Result<(), sqlx::Error>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "telegram sender: failed to record a delivery"),
+        Err(e) => tracing::error!(error = %e, "telegram sender: a chat's delivery task failed"),
     }
 }
 

@@ -44,7 +44,7 @@ pub struct Handler {
 pub async fn handle(update: Update, bot: Bot, me: Me, handler: Arc<Handler>) -> Result<()> {
     let key = format!("telegram:update:{}", update.id.0);
     match update.kind {
-        UpdateKind::Message(message) => handler.message(&key, &message, &me).await,
+        UpdateKind::Message(message) => handler.message(&key, &bot, &message, &me).await,
         UpdateKind::CallbackQuery(query) => handler.callback(&key, &bot, &query).await,
         UpdateKind::EditedMessage(message) => {
             tracing::debug!(
@@ -91,7 +91,7 @@ impl Handler {
         }
     }
 
-    async fn message(&self, key: &str, message: &Message, me: &Me) -> Result<()> {
+    async fn message(&self, key: &str, bot: &Bot, message: &Message, me: &Me) -> Result<()> {
         let Some(from) = message.from.as_ref() else {
             return Ok(());
         };
@@ -105,7 +105,7 @@ impl Handler {
         }
         let text = message.text().or(message.caption()).map(str::trim).unwrap_or_default();
         match self.place(message) {
-            Place::Team(role) => self.team(key, message, from, role, text, me).await,
+            Place::Team(role) => self.team(key, bot, message, from, role, text, me).await,
             Place::Private => self.private(key, message, from, text, me).await,
             // Commands in a group are not appeals, and a group is not where the bot explains itself.
             Place::DriverGroup if !text.is_empty() && !text.starts_with('/') => self.appeal(message, from, text).await,
@@ -256,7 +256,17 @@ impl Handler {
         Ok(auth::telegram_member(&self.services.db, &user, &preview(&from.full_name()), role, now).await?)
     }
 
-    async fn team(&self, key: &str, message: &Message, from: &User, role: Role, text: &str, me: &Me) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    async fn team(
+        &self,
+        key: &str,
+        bot: &Bot,
+        message: &Message,
+        from: &User,
+        role: Role,
+        text: &str,
+        me: &Me,
+    ) -> Result<()> {
         if text.starts_with('/') {
             let command = match TeamCommand::parse(text, me.username()) {
                 Ok(command) => command,
@@ -268,7 +278,7 @@ impl Handler {
                 }
             };
             let member = self.member(from, role).await?;
-            let answer = self.command(key, message, &member, command).await?;
+            let answer = self.command(key, bot, message, &member, command).await?;
             return self.answer_team(key, role, message, &answer).await;
         }
         // A reply to a ticket card is an answer to the driver.
@@ -287,6 +297,50 @@ impl Handler {
             self.answer_team(key, role, message, &answer).await?;
         }
         Ok(())
+    }
+
+    /// Sends `member` a one-time link to the dashboard in a private chat (never in the group, where another
+    /// could use it first), without a preview; returns what to tell the team chat. A repeated update sends
+    /// nothing more.
+    async fn login_link(&self, key: &str, bot: &Bot, from: &User, member: &Responder) -> Result<String> {
+        use teloxide::payloads::SendMessageSetters;
+        use teloxide::types::LinkPreviewOptions;
+        let Some(base) = &self.settings.public_url else {
+            return Ok("网页工作台的地址（public_url）还没有配置，请联系管理员。".to_owned());
+        };
+        let now = self.services.clock.now_ms();
+        let mut tx = self.services.db.pool().begin().await?;
+        if !first_time(&mut tx, &format!("{key}:login"), now).await? {
+            return Ok("登录链接已经私信给您了。".to_owned());
+        }
+        tx.commit().await?;
+        let token = auth::login::new_link(&self.services.db, member.id, now).await?;
+        let text = format!(
+            "网页工作台的一次性登录链接（{} 分钟内有效，只能用一次，请勿转发）：\n{}/login/link?token={token}",
+            auth::login::LINK_MS / 60_000,
+            base.trim_end_matches('/')
+        );
+        let preview_off = LinkPreviewOptions {
+            is_disabled: true,
+            url: None,
+            prefer_small_media: false,
+            prefer_large_media: false,
+            show_above_text: false,
+        };
+        let sent = bot
+            .send_message(teloxide::types::ChatId(from.id.0 as i64), text)
+            .link_preview_options(preview_off)
+            .await;
+        Ok(match sent {
+            Ok(_) => {
+                tracing::info!(member = member.id.0, "telegram: sent a log-in link");
+                "登录链接已私信给您。".to_owned()
+            }
+            Err(e) => {
+                tracing::info!(member = member.id.0, error = %e, "telegram: could not send a log-in link privately");
+                "我没法私信您：请先私聊我发送 /start，再回来发 /login。".to_owned()
+            }
+        })
     }
 
     /// The ticket whose card is message `message` in `chat`.
@@ -329,7 +383,14 @@ impl Handler {
         }
     }
 
-    async fn command(&self, key: &str, message: &Message, member: &Responder, command: TeamCommand) -> Result<String> {
+    async fn command(
+        &self,
+        key: &str,
+        bot: &Bot,
+        message: &Message,
+        member: &Responder,
+        command: TeamCommand,
+    ) -> Result<String> {
         let now = self.services.clock.now_ms();
         let actor = member.actor();
         let act = |ticket: i64, action: Action, text: Option<String>, done: String| async move {
@@ -390,6 +451,10 @@ impl Handler {
                 }
             }
             TeamCommand::Stats => self.stats(now).await,
+            TeamCommand::Login => match &message.from {
+                Some(from) => self.login_link(key, bot, from, member).await,
+                None => Ok("无法识别您的 Telegram 账号。".to_owned()),
+            },
             TeamCommand::Help => Ok(TeamCommand::descriptions().to_string()),
         }
     }
@@ -645,7 +710,7 @@ impl Handler {
 fn audience(role: Role) -> &'static str {
     match role {
         Role::Responder => "responders",
-        Role::Supervisor => "supervisors",
+        Role::Supervisor | Role::Admin => "supervisors",
     }
 }
 

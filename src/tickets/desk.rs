@@ -99,7 +99,47 @@ pub struct Filter {
     pub assignee: Option<ResponderId>,
     /// Only tickets whose next deadline is before this (milliseconds since the epoch).
     pub due_before: Option<i64>,
+    /// Only tickets at risk as of this time (milliseconds since the epoch): a deadline's warning has fired and
+    /// its breach has not yet, or a deadline is already past.
+    pub at_risk: Option<i64>,
+    pub order: Order,
     pub limit: Option<u32>,
+}
+
+/// The order of the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Most urgent first, then the nearest deadline.
+    #[default]
+    Urgency,
+    /// The nearest deadline first, whatever the priority; tickets without one last.
+    Deadline,
+    /// The newest first.
+    Newest,
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Order, String> {
+        match s {
+            "urgency" => Ok(Order::Urgency),
+            "deadline" => Ok(Order::Deadline),
+            "newest" => Ok(Order::Newest),
+            other => Err(format!("order {other:?} is not one of urgency, deadline, newest")),
+        }
+    }
+}
+
+impl Order {
+    fn sql(self) -> String {
+        match self {
+            Order::Urgency => format!("t.priority, {NEXT_DUE}, t.id"),
+            // NULLs sort first in SQLite and last in PostgreSQL: say where they go.
+            Order::Deadline => format!("CASE WHEN {NEXT_DUE} IS NULL THEN 1 ELSE 0 END, {NEXT_DUE}, t.id"),
+            Order::Newest => "t.opened_at DESC, t.id DESC".to_owned(),
+        }
+    }
 }
 
 const NEXT_DUE: &str = "COALESCE(CASE WHEN t.first_response_at IS NULL THEN t.first_response_due END, \
@@ -138,7 +178,7 @@ fn summary(row: &AnyRow) -> Result<TicketSummary, sqlx::Error> {
     })
 }
 
-/// The queue: most urgent first, then the nearest deadline.
+/// The queue, in the filter's order.
 pub async fn list(db: &Db, filter: &Filter) -> Result<Vec<TicketSummary>, sqlx::Error> {
     enum Bind {
         Text(String),
@@ -171,16 +211,28 @@ pub async fn list(db: &Db, filter: &Filter) -> Result<Vec<TicketSummary>, sqlx::
     if let Some(before) = filter.due_before {
         bind(&format!("{NEXT_DUE} < ?"), Bind::Int(before));
     }
+    if let Some(now) = filter.at_risk {
+        // Firing a timer deletes its row: a breach still pending without its warning is in the warning window.
+        bind(
+            &format!(
+                "({NEXT_DUE} <= ? OR EXISTS (SELECT 1 FROM deadlines b WHERE b.ticket_id = t.id \
+                 AND b.stage = 'breach' AND NOT EXISTS (SELECT 1 FROM deadlines w \
+                 WHERE w.ticket_id = b.ticket_id AND w.target = b.target AND w.stage = 'warning')))"
+            ),
+            Bind::Int(now),
+        );
+    }
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
     let sql = format!(
         "SELECT {} FROM tickets t LEFT JOIN responders r ON r.id = t.assignee WHERE {} \
-         ORDER BY t.priority, {NEXT_DUE}, t.id LIMIT {limit}",
+         ORDER BY {} LIMIT {limit}",
         summary_columns(),
         conditions
             .into_iter()
             .filter(|c| !c.is_empty())
             .collect::<Vec<_>>()
-            .join(" AND ")
+            .join(" AND "),
+        filter.order.sql(),
     );
     let mut query = sqlx::query(&sql);
     for b in binds {
@@ -190,6 +242,25 @@ pub async fn list(db: &Db, filter: &Filter) -> Result<Vec<TicketSummary>, sqlx::
         };
     }
     query.fetch_all(db.pool()).await?.iter().map(summary).collect()
+}
+
+/// What the classifier found in the message that opened ticket `id` (its evidence and entities), as indented
+/// JSON for people to read.
+pub async fn classification(db: &Db, id: TicketId) -> Result<Option<String>, sqlx::Error> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT classification FROM messages WHERE ticket_id = $1 ORDER BY id LIMIT 1")
+            .bind(id.0)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(stored.map(|json| {
+        serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .map(|v| {
+                let shown = serde_json::json!({ "evidence": v["evidence"], "entities": v["entities"] });
+                serde_json::to_string_pretty(&shown).unwrap_or(json.clone())
+            })
+            .unwrap_or(json)
+    }))
 }
 
 pub async fn summary_of(db: &Db, id: TicketId) -> Result<TicketSummary, DeskError> {

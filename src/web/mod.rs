@@ -20,7 +20,7 @@ use crate::auth::{self, IngestKeys, Responder, Role};
 use crate::classify::{Category, Label, Priority};
 use crate::clock::SharedClock;
 use crate::reports::{self, GroupBy, Period, Report};
-use crate::tickets::desk::{self, Desk, Filter, TicketDetail, TicketSummary};
+use crate::tickets::desk::{self, Desk, Filter, Order, TicketDetail, TicketSummary};
 use crate::tickets::intake::{InboundMessage, Intake, Outcome};
 use crate::tickets::state::Action;
 use crate::tickets::{ResponderId, Status, TicketId};
@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/messages", post(ingest))
         .nest("/api/v1/tickets", tickets)
         .route("/api/v1/reports/response-times", get(response_times))
+        .route("/metrics", get(metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -163,6 +164,8 @@ struct ListQuery {
     chat: Option<String>,
     /// RFC 3339.
     due_before: Option<String>,
+    /// `urgency` (the default), `deadline` or `newest`.
+    order: Option<String>,
     limit: Option<u32>,
 }
 
@@ -195,6 +198,13 @@ async fn list_tickets(
             .as_deref()
             .map(|t| timestamp("due_before", t))
             .transpose()?,
+        at_risk: None,
+        order: q
+            .order
+            .map(|o| o.parse::<Order>())
+            .transpose()
+            .map_err(ApiError::invalid)?
+            .unwrap_or_default(),
         limit: q.limit,
     };
     Ok(Json(desk::list(state.desk.db(), &filter).await?))
@@ -322,12 +332,22 @@ struct ReportQuery {
 
 const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// Prometheus's scrape, with a supervisor's API token (`Authorization: Bearer …`).
+async fn metrics(State(state): State<AppState>, Caller(me): Caller) -> Result<String, ApiError> {
+    if !me.role.includes(Role::Supervisor) {
+        return Err(ApiError::forbidden("metrics are for supervisors"));
+    }
+    crate::metrics::render(state.desk.db())
+        .await
+        .map_err(ApiError::internal)
+}
+
 async fn response_times(
     State(state): State<AppState>,
     Caller(me): Caller,
     query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Report>, ApiError> {
-    if me.role != Role::Supervisor {
+    if !me.role.includes(Role::Supervisor) {
         return Err(ApiError::forbidden("reports are for supervisors"));
     }
     let Query(q) = query?;

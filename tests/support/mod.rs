@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use sqlx::Connection;
+use suqiu::app::Application;
+use suqiu::auth;
 use suqiu::classify::Classifier;
 use suqiu::clock::{ManualClock, SharedClock};
 use suqiu::config::Config;
@@ -44,7 +46,8 @@ pub struct TestDb {
     pub db: Db,
     pub url: String,
     postgres: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
+    /// The test's own directory: the SQLite file, the search index.
+    dir: tempfile::TempDir,
 }
 
 impl TestDb {
@@ -57,7 +60,7 @@ impl TestDb {
             db,
             url,
             postgres: None,
-            _dir: Some(dir),
+            dir,
         }
     }
 
@@ -89,8 +92,21 @@ impl TestDb {
             db,
             url,
             postgres: Some((admin, name)),
-            _dir: None,
+            dir: tempfile::tempdir().expect("a temporary directory"),
         }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.postgres {
+            Some(_) => "postgres",
+            None => "sqlite",
+        }
+    }
+
+    /// A directory for this test's search index.
+    pub fn search_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("search")
     }
 
     /// Closes the pool and drops a PostgreSQL test database. Tests call it last; one that fails leaves its
@@ -195,4 +211,35 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// The whole service on a test's database, as `suqiu serve` runs it.
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    /// A bridge's key for `POST /api/v1/messages`.
+    pub ingest_key: String,
+}
+
+/// Starts the service (API, dashboard, scheduler, search indexer) on `t`'s database and a random local port,
+/// on a manual clock at `at`.
+pub async fn serve(t: &TestDb, at: i64) -> Served {
+    let config = Config {
+        database_url: Some(t.url.clone()),
+        search_dir: Some(t.search_dir()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let clock = ManualClock::at(at);
+    let shared: SharedClock = clock.clone();
+    let app = Application::build(&config, classifier(), shared).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    let ingest_key = auth::add_ingest_key(&t.db, "bridge", at).await.unwrap();
+    Served {
+        base,
+        clock,
+        ingest_key,
+    }
 }

@@ -40,6 +40,8 @@ pub struct Sent {
     /// The inline buttons' callback data, row by row.
     pub buttons: Vec<Vec<String>>,
     pub edits: usize,
+    /// When the fake received it.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -255,6 +257,8 @@ fn push_update(inner: &mut Inner, kind: &str, body: Value) {
 fn chat_json(chat: i64) -> Value {
     if chat > 0 {
         json!({ "id": chat, "type": "private", "first_name": "司机" })
+    } else if chat <= -1_000_000_000_000 {
+        json!({ "id": chat, "type": "supergroup", "title": format!("群{}", -chat % 1_000_000) })
     } else {
         json!({ "id": chat, "type": "group", "title": format!("群{}", -chat) })
     }
@@ -379,6 +383,7 @@ fn answer(inner: &mut Inner, method: &str, body: &Value) -> Option<Response> {
                 reply_to,
                 buttons: buttons(body),
                 edits: 0,
+                at: std::time::Instant::now(),
             });
             ok(json!({
                 "message_id": id, "from": bot_user(), "chat": chat_json(chat), "date": now(), "text": text,

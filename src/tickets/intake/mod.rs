@@ -285,6 +285,14 @@ impl Writer {
                 results
             }
         };
+        for outcome in results.iter().flatten().filter(|o| !o.duplicate) {
+            let label = outcome.classification["label"].as_str().unwrap_or("none").to_owned();
+            metrics::counter!(crate::metrics::MESSAGES, "label" => label).increment(1);
+            if let (Disposition::Opened, Some(ticket)) = (outcome.disposition, &outcome.ticket) {
+                metrics::counter!(crate::metrics::TICKETS_OPENED, "category" => ticket.category.clone(), "priority" => ticket.priority.clone())
+                    .increment(1);
+            }
+        }
         let opened = results.iter().any(|r| {
             r.as_ref()
                 .is_ok_and(|o| o.disposition == Disposition::Opened && !o.duplicate)

@@ -3,6 +3,9 @@
 //!
 //! Tickets a responder marked "not an appeal" are left out: they were never appeals to answer.
 
+pub mod activity;
+pub mod export;
+
 use std::collections::BTreeMap;
 
 use jiff::tz::TimeZone;
@@ -111,6 +114,7 @@ pub struct Backlog {
     /// Past a deadline still pending: no first response by its due time, or unresolved past the resolution's.
     pub overdue: i64,
     pub by_priority: BTreeMap<String, i64>,
+    pub by_category: BTreeMap<String, i64>,
     pub oldest_opened_at: Option<String>,
 }
 
@@ -246,12 +250,26 @@ fn attainment(items: impl Iterator<Item = (Option<i64>, Option<i64>)>, now: i64)
     }
 }
 
+/// Unresolved tickets per responder now, by name; `unassigned` for the ones nobody holds.
+pub async fn open_load(db: &Db) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT COALESCE(r.name, 'unassigned') AS name, COUNT(*) AS n \
+         FROM tickets t LEFT JOIN responders r ON r.id = t.assignee \
+         WHERE t.status IN ('open', 'claimed', 'responded') GROUP BY COALESCE(r.name, 'unassigned')",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("name")?, row.try_get("n")?)))
+        .collect()
+}
+
 async fn backlog(db: &Db, now: i64) -> Result<Backlog, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT status, priority, COUNT(*) AS n, MIN(opened_at) AS oldest, \
+        "SELECT status, priority, category, COUNT(*) AS n, MIN(opened_at) AS oldest, \
          SUM(CASE WHEN (first_response_at IS NULL AND first_response_due <= $1) OR resolution_due <= $1 \
              THEN 1 ELSE 0 END) AS overdue \
-         FROM tickets WHERE status IN ('open', 'claimed', 'responded') GROUP BY status, priority",
+         FROM tickets WHERE status IN ('open', 'claimed', 'responded') GROUP BY status, priority, category",
     )
     .bind(now)
     .fetch_all(db.pool())
@@ -262,6 +280,7 @@ async fn backlog(db: &Db, now: i64) -> Result<Backlog, sqlx::Error> {
         responded: 0,
         overdue: 0,
         by_priority: BTreeMap::new(),
+        by_category: BTreeMap::new(),
         oldest_opened_at: None,
     };
     let mut oldest: Option<i64> = None;
@@ -274,6 +293,7 @@ async fn backlog(db: &Db, now: i64) -> Result<Backlog, sqlx::Error> {
             _ => backlog.responded += n,
         }
         *backlog.by_priority.entry(row.try_get("priority")?).or_default() += n;
+        *backlog.by_category.entry(row.try_get("category")?).or_default() += n;
         backlog.overdue += row.try_get::<i64, _>("overdue")?;
         let first: i64 = row.try_get("oldest")?;
         oldest = Some(oldest.map_or(first, |o| o.min(first)));

@@ -1,8 +1,11 @@
-//! API credentials: responders' tokens and ingest keys. Each is 32 random bytes, shown once; the database
-//! keeps only its SHA-256.
+//! Who is who: the team's accounts and roles, API credentials (responders' tokens and ingest keys) and, in
+//! [`login`], the dashboard's passwords, sessions and one-time log-in links.
 //!
-//! A fast hash is the right one here: the secrets are random, not chosen by people, so there is nothing to
-//! guess, and every API request checks one. (People's passwords, for the dashboard, get a slow hash.)
+//! API secrets are 32 random bytes, shown once; the database keeps only their SHA-256. A fast hash is the right
+//! one for them: they are random, not chosen by people, so there is nothing to guess, and every API request
+//! checks one. People's passwords get a slow one (argon2, in [`login`]).
+
+pub mod login;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,11 +19,13 @@ use crate::store::{is_unique_violation, Db};
 use crate::tickets::state::Actor;
 use crate::tickets::ResponderId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Responder,
     Supervisor,
+    /// A supervisor who also manages the team's accounts.
+    Admin,
 }
 
 impl Role {
@@ -28,9 +33,32 @@ impl Role {
         match self {
             Role::Responder => "responder",
             Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Responder, Role::Supervisor, Role::Admin]
+            .into_iter()
+            .find(|r| r.id() == text)
+    }
+
+    /// Whether this role may do what `needed` may: roles are ordered, each including the ones before it.
+    pub fn includes(self, needed: Role) -> bool {
+        self >= needed
+    }
+
+    /// The `role` column: an administrator is stored as a supervisor with `admin` set.
+    fn column(self) -> &'static str {
+        match self {
+            Role::Responder => "responder",
+            Role::Supervisor | Role::Admin => "supervisor",
         }
     }
 }
+
+/// The columns [`Responder::from_row`] reads.
+const RESPONDER_COLUMNS: &str = "id, name, role, admin";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Responder {
@@ -40,16 +68,17 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// A responder from a row of `responders` with `id`, `name` and `role`.
+    /// A responder from a row of `responders` with the [`RESPONDER_COLUMNS`].
     fn from_row(row: &sqlx::any::AnyRow) -> Result<Responder, sqlx::Error> {
         let role: String = row.try_get("role")?;
+        let admin: i64 = row.try_get("admin")?;
         Ok(Responder {
             id: ResponderId(row.try_get("id")?),
             name: row.try_get("name")?,
-            role: if role == "supervisor" {
-                Role::Supervisor
-            } else {
-                Role::Responder
+            role: match (role.as_str(), admin) {
+                (_, 1..) => Role::Admin,
+                ("supervisor", _) => Role::Supervisor,
+                _ => Role::Responder,
             },
         })
     }
@@ -57,7 +86,7 @@ impl Responder {
     pub fn actor(&self) -> Actor {
         match self.role {
             Role::Responder => Actor::Responder(self.id),
-            Role::Supervisor => Actor::Supervisor(self.id),
+            Role::Supervisor | Role::Admin => Actor::Supervisor(self.id),
         }
     }
 }
@@ -66,6 +95,8 @@ impl Responder {
 pub enum AuthError {
     #[error("the name must not be empty")]
     EmptyName,
+    #[error("a password needs at least {0} characters")]
+    WeakPassword(usize),
     #[error("{kind} {name:?} already exists")]
     Exists { kind: &'static str, name: String },
     #[error("database error: {0}")]
@@ -115,10 +146,12 @@ pub async fn add_responder(db: &Db, name: &str, role: Role, now: i64) -> Result<
     let name = checked_name(name)?;
     let token = new_secret("sqr_");
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO responders (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO responders (name, role, admin, token_hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id",
     )
     .bind(name)
-    .bind(role.id())
+    .bind(role.column())
+    .bind(i64::from(role == Role::Admin))
     .bind(hash(&token))
     .bind(now)
     .fetch_one(db.pool())
@@ -141,10 +174,12 @@ pub async fn telegram_member(db: &Db, user: &str, name: &str, role: Role, now: i
         name => name.to_owned(),
     };
     for attempt in 0..3 {
-        let found = sqlx::query("SELECT id, name, role FROM responders WHERE telegram_user = $1")
-            .bind(user)
-            .fetch_optional(db.pool())
-            .await?;
+        let found = sqlx::query(&format!(
+            "SELECT {RESPONDER_COLUMNS} FROM responders WHERE telegram_user = $1"
+        ))
+        .bind(user)
+        .fetch_optional(db.pool())
+        .await?;
         if let Some(row) = found {
             return Ok(Responder::from_row(&row)?);
         }
@@ -159,7 +194,7 @@ pub async fn telegram_member(db: &Db, user: &str, name: &str, role: Role, now: i
              RETURNING id",
         )
         .bind(&name)
-        .bind(role.id())
+        .bind(role.column())
         .bind(hash(&new_secret("sqr_")))
         .bind(now)
         .bind(user)
@@ -200,10 +235,12 @@ pub async fn add_ingest_key(db: &Db, name: &str, now: i64) -> Result<String, Aut
 
 /// The responder a token belongs to.
 pub async fn responder_by_token(db: &Db, token: &str) -> Result<Option<Responder>, sqlx::Error> {
-    let row = sqlx::query("SELECT id, name, role FROM responders WHERE token_hash = $1")
-        .bind(hash(token))
-        .fetch_optional(db.pool())
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {RESPONDER_COLUMNS} FROM responders WHERE token_hash = $1"
+    ))
+    .bind(hash(token))
+    .fetch_optional(db.pool())
+    .await?;
     row.as_ref().map(Responder::from_row).transpose()
 }
 
@@ -251,6 +288,16 @@ impl IngestKeys {
         };
         Ok(found.is_some())
     }
+}
+
+/// The whole team, by name.
+pub async fn team(db: &Db) -> Result<Vec<Responder>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {RESPONDER_COLUMNS} FROM responders ORDER BY name"))
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(Responder::from_row)
+        .collect()
 }
 
 pub async fn responder_exists(db: &Db, id: ResponderId) -> Result<bool, sqlx::Error> {
