@@ -393,6 +393,9 @@ async fn a_responder_and_a_supervisor_work_in_chromium(t: TestDb) {
             "{expected} missing from the overview: {overview}"
         );
     }
+    // The page's own styles apply under its content security policy.
+    let card = chromium.find(".card").await;
+    assert_eq!(card.css_value("border-top-style").await.unwrap(), "solid");
     let charts = browser.find_all(Locator::Css(".chart svg")).await.unwrap();
     assert_eq!(charts.len(), 3, "volume, response times and the heat map");
     let heat = charts[2].text().await.unwrap();

@@ -167,8 +167,12 @@ async fn every_page_needs_a_session_and_forms_need_their_token(t: TestDb) {
         "/queue",
         "/queue?mine=1",
         &format!("/tickets/{id}"),
+        "/search?q=拖车",
         "/responders",
         "/exports/tickets.xlsx",
+        "/exports/tickets.csv",
+        "/exports/report.xlsx",
+        "/exports/report.csv",
     ] {
         let response = browser.get(path).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "GET {path} without a session");
@@ -311,7 +315,18 @@ async fn a_drivers_html_is_shown_as_text(t: TestDb) {
         assert!(!html.contains("<script>alert"), "{path} shows the script as markup");
         assert!(!html.contains("<b>运费</b>"), "{path}");
     }
-    let html = browser.page(&format!("/tickets/{id}")).await;
+    // And were anything to slip through, the browser is told to run no script on these pages.
+    let response = browser.get(&format!("/tickets/{id}")).await;
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.starts_with("default-src 'none'") && !policy.contains("script-src"),
+        "{policy}"
+    );
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    let html = response.text().await.unwrap();
     assert!(
         html.contains("&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62;"),
         "{html}"
@@ -345,7 +360,13 @@ async fn supervisors_see_the_team_and_export_and_responders_cannot(t: TestDb) {
     let mut responder = Browser::open(t).await;
     let id = responder.ingest("1", "车坏在半路了，发动机打不着火，需要拖车").await;
     responder.log_in("王干事", &format!("{PASSWORD}一")).await;
-    for path in ["/responders", "/exports/tickets.xlsx", "/exports/report.csv"] {
+    for path in [
+        "/responders",
+        "/exports/tickets.xlsx",
+        "/exports/tickets.csv",
+        "/exports/report.xlsx",
+        "/exports/report.csv",
+    ] {
         assert_eq!(
             responder.get(path).await.status(),
             StatusCode::FORBIDDEN,
