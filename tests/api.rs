@@ -58,15 +58,7 @@ impl TestApp {
     }
 
     async fn ingest(&self, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/messages", self.base))
-            .bearer_auth(&self.ingest_key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.json().await.unwrap())
+        support::ingest(&self.base, &self.ingest_key, &body).await
     }
 
     /// POST `path` as responder `who` (an index into the tokens).

@@ -217,16 +217,9 @@ impl Service {
             "sender_name": "张师傅", "text": text,
             "sent_at": jiff::Timestamp::from_millisecond(self.clock_now()).unwrap().to_string(),
         });
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v1/messages", self.base))
-            .bearer_auth(&self.ingest_key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "ingest: {}", response.status());
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["ticket"]["id"].as_i64().map(TicketId)
+        let (status, answer) = support::ingest(&self.base, &self.ingest_key, &body).await;
+        assert!(status.is_success(), "ingest: {status} {answer}");
+        answer["ticket"]["id"].as_i64().map(TicketId)
     }
 
     fn clock_now(&self) -> i64 {

@@ -137,16 +137,8 @@ impl Browser {
             "channel": "telegram", "chat": "group-1", "message_id": id, "sender": format!("d{id}"),
             "sender_name": "张师傅", "text": text, "sent_at": "2026-11-02T08:00:00Z"
         });
-        let response = self
-            .http
-            .post(format!("{}/api/v1/messages", self.base))
-            .bearer_auth(&self.ingest_key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["ticket"]["id"].as_i64().expect("the appeal opened a ticket")
+        let (_, answer) = support::ingest(&self.base, &self.ingest_key, &body).await;
+        answer["ticket"]["id"].as_i64().expect("the appeal opened a ticket")
     }
 }
 

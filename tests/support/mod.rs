@@ -243,3 +243,16 @@ pub async fn serve(t: &TestDb, at: i64) -> Served {
         ingest_key,
     }
 }
+
+/// A bridge's post of `body` to the ingest API at `base` with `key`: the status and the service's answer.
+pub async fn ingest(base: &str, key: &str, body: &serde_json::Value) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/messages"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("the service answers");
+    let status = response.status();
+    (status, response.json().await.expect("the answer is JSON"))
+}
