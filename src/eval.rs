@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Classifier, Label};
+use crate::classify::{Classifier, Label, RuleErrors, SourceFile, Sources};
 
 /// One line of an evaluation file (format in the taxonomy): `{"text": …, "label": …}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +110,58 @@ pub fn evaluate(classifier: &Classifier, data: &[Labelled]) -> Report {
         .map(|d| (d.label, classifier.classify(&d.text).label, d.text.as_str()))
         .collect();
     report(&pairs)
+}
+
+/// Measures the classifier on messages its model never learned from: `data` is split into `folds` parts,
+/// and each part is classified by a model trained on the corpus of `sources` without that part's messages
+/// (and with the other parts'). The rules stay as they are: they may have been written from these messages.
+pub fn cross_validate(sources: &Sources, data: &[Labelled], folds: usize) -> Result<Report, RuleErrors> {
+    let folds = folds.clamp(2, data.len().max(2));
+    let corpus = corpus_lines(&sources.corpus);
+    let mut pairs: Vec<(usize, Label)> = Vec::with_capacity(data.len());
+    for fold in 0..folds {
+        let held: Vec<(usize, &Labelled)> = data.iter().enumerate().filter(|(i, _)| i % folds == fold).collect();
+        let unseen: std::collections::HashSet<&str> = held.iter().map(|(_, d)| d.text.as_str()).collect();
+        let mut training = String::new();
+        for (text, line) in &corpus {
+            if !unseen.contains(text.as_str()) {
+                training.push_str(line);
+                training.push('\n');
+            }
+        }
+        for d in data.iter().filter(|d| !unseen.contains(d.text.as_str())) {
+            let line = serde_json::json!({"text": d.text, "label": d.label.id()});
+            training.push_str(&line.to_string());
+            training.push('\n');
+        }
+        let classifier = Classifier::from_sources(&Sources {
+            corpus: vec![SourceFile {
+                name: format!("corpus/fold{fold}.jsonl"),
+                text: training,
+            }],
+            ..sources.clone()
+        })?;
+        pairs.extend(held.iter().map(|&(i, d)| (i, classifier.classify(&d.text).label)));
+    }
+    pairs.sort_unstable_by_key(|&(i, _)| i);
+    let triples: Vec<(Label, Label, &str)> = pairs
+        .iter()
+        .map(|&(i, got)| (data[i].label, got, data[i].text.as_str()))
+        .collect();
+    Ok(report(&triples))
+}
+
+/// Each labelled line of the corpus files with its text.
+fn corpus_lines(files: &[SourceFile]) -> Vec<(String, &str)> {
+    #[derive(Deserialize)]
+    struct Text {
+        text: String,
+    }
+    files
+        .iter()
+        .flat_map(|f| f.text.lines())
+        .filter_map(|line| Some((serde_json::from_str::<Text>(line).ok()?.text, line)))
+        .collect()
 }
 
 fn ratio(a: usize, b: usize) -> f64 {

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use suqiu::classify::{Category, Classification, Classifier, Entity, Label, Sources, MAX_CHARS};
-use suqiu::eval::evaluate;
+use suqiu::eval::{cross_validate, evaluate};
 
 use common::{corpus, RulesDir};
 
@@ -92,6 +92,67 @@ fn corpus_macro_f1_is_at_least_0_95() {
         misses.len(),
         misses.join("\n")
     );
+}
+
+/// The corpus figure above is measured on what the model learned from; this one is not. Each fifth of the
+/// corpus is classified by a model trained on the other four fifths, as new messages will be.
+#[test]
+fn on_corpus_messages_its_model_never_saw_the_classifier_still_does_well() {
+    let messages = corpus();
+
+    let report = cross_validate(&Sources::builtin(), &messages, 5).expect("the built-in rules load");
+
+    assert_eq!(report.messages, messages.len());
+    assert!(
+        report.macro_f1 >= 0.85,
+        "cross-validated macro-F1 {:.3}\n{report}",
+        report.macro_f1
+    );
+    assert!(report.appeal_recall >= 0.95, "cross-validated\n{report}");
+    assert!(report.urgent_recall >= 0.93, "cross-validated\n{report}");
+}
+
+#[test]
+fn without_its_model_the_rules_alone_decide() {
+    let rules = RulesDir::copy_of_intents("rules-only");
+    rules.edit_line("chatter.toml", "model_weight", |_| "model_weight = 0".into());
+    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
+    let classifier = Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("rules do not load:\n{e}"));
+    let text = "车翻了 人卡在里面 快来人";
+
+    let with_model = classify(text);
+    let rules_only = classifier.classify(text);
+
+    assert_eq!(with_model.label, appeal(Category::Accident));
+    assert_eq!(rules_only.label, appeal(Category::Accident));
+    assert!(
+        with_model.evidence.iter().any(|e| e.rule == "accident/model"),
+        "{:?}",
+        with_model.evidence
+    );
+    assert!(
+        !rules_only.evidence.iter().any(|e| e.rule.ends_with("/model")),
+        "{:?}",
+        rules_only.evidence
+    );
+}
+
+#[test]
+fn a_corpus_line_that_is_not_labelled_json_is_reported_with_its_file_and_line() {
+    let dir = common::ScratchDir::new("bad-corpus");
+    let good = "{\"text\": \"车坏了 走不了\", \"label\": \"breakdown\"}";
+    dir.write(
+        "corpus/extra.jsonl",
+        format!("{good}\n{{\"text\": \"x\", \"label\": \"nonsense\"}}\n"),
+    );
+
+    let sources = Sources::from_dir(dir.path()).expect("the directory is readable");
+    let errors = Classifier::from_sources(&sources)
+        .err()
+        .expect("an unknown label is refused");
+
+    let listed = errors.to_string();
+    assert!(listed.contains("corpus/extra.jsonl:2:"), "{listed}");
 }
 
 // ---- hard cases from the taxonomy ----

@@ -5,6 +5,7 @@
 pub mod entities;
 pub mod lexicon;
 pub mod matcher;
+pub mod model;
 pub mod normalize;
 pub mod rules;
 pub mod source;
@@ -18,11 +19,12 @@ pub use entities::Entity;
 pub use matcher::Evidence;
 pub use normalize::{Truncation, MAX_CHARS};
 pub use rules::{Example, RuleSet};
-pub use source::{RuleError, RuleErrors, Sources};
+pub use source::{RuleError, RuleErrors, SourceFile, Sources};
 pub use taxonomy::{Category, Label, Priority};
 
 use lexicon::Lexicon;
-use matcher::{is_break, round, Matcher, Scores, Token};
+use matcher::{is_break, round, CategoryScore, Matcher, Token};
+use model::Model;
 use normalize::{Normalizer, Synonyms};
 
 /// What the classifier makes of one message.
@@ -57,6 +59,8 @@ pub struct Classifier {
     normalizer: Normalizer,
     lexicon: Arc<Lexicon>,
     rules: RuleSet,
+    /// Trained on the labelled corpus; `None` when there are no labelled messages.
+    model: Option<Model>,
 }
 
 impl Classifier {
@@ -71,14 +75,28 @@ impl Classifier {
         let synonyms = std::mem::replace(&mut lexicon.synonyms, Synonyms::new(Vec::new()));
         let normalizer = Normalizer::new(synonyms);
         let rules = RuleSet::compile(&sources.intents, &normalizer, &mut errors);
+        let corpus = read_corpus(&sources.corpus, &mut errors);
+        let model = Model::train(
+            corpus
+                .iter()
+                .map(|(text, label)| (normalizer.normalize(text).text, *label))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(text, label)| (text.as_str(), *label)),
+        );
         match rules {
             Some(rules) if errors.is_empty() => Ok(Classifier {
                 normalizer,
                 lexicon: Arc::new(lexicon),
                 rules,
+                model,
             }),
             _ => Err(RuleErrors(errors)),
         }
+    }
+
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -91,32 +109,57 @@ impl Classifier {
     }
 
     pub fn classify(&self, text: &str) -> Classification {
-        self.analyze(text, |_, _, _, classification| classification)
+        self.analyze(text, true, |_, _, _, classification| classification)
+    }
+
+    /// What the rules alone make of `text`, without the model: the rule files' examples are checked so.
+    pub fn classify_by_rules(&self, text: &str) -> Classification {
+        self.analyze(text, false, |_, _, _, classification| classification)
     }
 
     pub fn explain(&self, text: &str) -> Explanation {
-        self.analyze(text, |normalized, tokens, scores, classification| Explanation {
+        self.analyze(text, true, |normalized, tokens, scores, classification| Explanation {
             normalized: normalized.to_owned(),
             tokens: tokens
                 .iter()
                 .filter(|t| !t.is_break)
                 .map(|t| t.text.to_owned())
                 .collect(),
-            scores: scores.categories.iter().map(|c| (c.category, c.score)).collect(),
+            scores: scores.iter().map(|c| (c.category, c.score)).collect(),
             classification,
         })
     }
 
     /// Classifies `text` and hands the intermediate steps to `finish`, which keeps what it needs.
-    fn analyze<R>(&self, text: &str, finish: impl FnOnce(&str, &[Token<'_>], &Scores, Classification) -> R) -> R {
+    fn analyze<R>(
+        &self,
+        text: &str,
+        with_model: bool,
+        finish: impl FnOnce(&str, &[Token<'_>], &[CategoryScore], Classification) -> R,
+    ) -> R {
         let normalized = self.normalizer.normalize(text);
         let tokens = self.segment(&normalized.text);
         let mut matcher = Matcher::new(&self.rules, &normalized.text, &tokens);
-        let scores = matcher.score();
+        let rule_scores = matcher.score();
         let threshold = self.rules.settings.threshold;
+        let settings = &self.rules.settings;
+        let judgement = self
+            .model
+            .as_ref()
+            .filter(|_| with_model && settings.model_weight > 0.0)
+            .map(|m| m.judge(&normalized.text));
+        // A short message gives the model little to go on: it counts in proportion to what it knew.
+        let weight = judgement.as_ref().map_or(0.0, |j| {
+            let full = settings.model_full_grams.max(1) as f32;
+            settings.model_weight * (j.known() as f32 / full).min(1.0)
+        });
+        let scores = match &judgement {
+            Some(j) => combine(&rule_scores.categories, &j.scores, weight),
+            None => rule_scores.categories,
+        };
 
         // Several matters: the label is the most urgent one that passes; the others become secondary.
-        let passing = scores.categories.iter().filter(|c| c.score >= threshold);
+        let passing = scores.iter().filter(|c| c.score >= threshold);
         let best = passing
             .clone()
             .find(|c| c.category.is_urgent() && c.decisive)
@@ -128,7 +171,7 @@ impl Classifier {
                 evidence.extend(urgent);
                 (Label::Appeal(best.category), Some(priority), best.score)
             }
-            None => (Label::None, None, scores.categories.first().map_or(0.0, |c| c.score)),
+            None => (Label::None, None, scores.first().map_or(0.0, |c| c.score)),
         };
 
         let secondary: Vec<Category> = passing
@@ -136,14 +179,30 @@ impl Classifier {
             .map(|c| c.category)
             .collect();
         // The winner's evidence (or, for chatter, the nearest miss's), the secondaries', then what bore on all.
-        let shown_first = best.or(scores.categories.first());
+        let shown_first = best.or(scores.first());
         let shown = shown_first
             .into_iter()
-            .chain(scores.categories.iter().filter(|c| secondary.contains(&c.category)));
+            .chain(scores.iter().filter(|c| secondary.contains(&c.category)));
         for c in shown {
             evidence.extend(matcher.evidence(c.category));
         }
-        evidence.extend(scores.shared.iter().cloned());
+        evidence.extend(rule_scores.shared);
+        if let (Some(model), Some(j)) = (&self.model, &judgement) {
+            let (l, none) = (model::slot(label), model::slot(Label::None));
+            let lift = match label {
+                Label::Appeal(_) => j.scores[l] - j.scores[none],
+                Label::None => j.scores[none] - scores.first().map_or(0.0, |c| j.scores[c.category as usize]),
+            };
+            evidence.push(Evidence {
+                rule: format!("{label}/model"),
+                words: model
+                    .reasons(j, &normalized.text, label, 3)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                weight: round(weight * lift),
+            });
+        }
 
         let entities = entities::extract(
             &normalized.text,
@@ -186,13 +245,14 @@ impl Classifier {
         tokens
     }
 
-    /// Runs every example in the rule files; each failure names the file and line of the example.
+    /// Runs every example in the rule files through the rules alone (the examples say what a file's rules
+    /// match; the model is measured on the corpus); each failure names the file and line of the example.
     pub fn check_examples(&self) -> Vec<RuleError> {
         self.rules
             .examples
             .iter()
             .filter_map(|ex| {
-                let got = self.classify(&ex.text).label;
+                let got = self.classify_by_rules(&ex.text).label;
                 let ok = (got == ex.expect) == ex.should_match;
                 (!ok).then(|| {
                     let wanted = if ex.should_match {
@@ -209,4 +269,48 @@ impl Classifier {
             })
             .collect()
     }
+}
+
+/// The rules' scores and the model's, as one score a category on the rules' scale: the rules' own (capped,
+/// so that a pile of keywords cannot drown the model out) plus the model's margin for the category over
+/// chatter. Categories the rules found nothing for take part too: the model may know them by other words.
+fn combine(rules: &[CategoryScore], model: &[f32; model::LABELS], weight: f32) -> Vec<CategoryScore> {
+    let none = model[model::slot(Label::None)];
+    let mut combined: Vec<CategoryScore> = Category::ALL
+        .iter()
+        .map(|&category| {
+            let rule = rules.iter().find(|c| c.category == category);
+            let rule_score = rule.map_or(0.0, |c| c.score.clamp(RULE_FLOOR, RULE_CAP));
+            let decisive = rule.is_some_and(|c| c.decisive);
+            CategoryScore {
+                category,
+                score: round(rule_score + weight * (model[category as usize] - none)),
+                decisive,
+            }
+        })
+        .collect();
+    combined.sort_by(|a, b| b.score.total_cmp(&a.score));
+    combined
+}
+
+/// The range of a rule score that counts beside the model.
+const RULE_FLOOR: f32 = -1.0;
+const RULE_CAP: f32 = 3.0;
+
+/// The labelled messages of the corpus; a line that cannot be read is an error naming it.
+fn read_corpus(files: &[SourceFile], errors: &mut Vec<RuleError>) -> Vec<(String, Label)> {
+    let mut examples = Vec::new();
+    for file in files {
+        if !file.name.ends_with(".jsonl") {
+            if !file.name.ends_with(".md") {
+                errors.push(file.error(0, "unknown corpus file (expected *.jsonl)"));
+            }
+            continue;
+        }
+        match crate::eval::parse_jsonl(&file.text) {
+            Ok(labelled) => examples.extend(labelled.into_iter().map(|l| (l.text, l.label))),
+            Err(e) => errors.push(file.error(e.line, e.message)),
+        }
+    }
+    examples
 }

@@ -123,6 +123,17 @@ pub struct Settings {
     pub extra_keyword_factor: f32,
     /// The share of the chatter penalty that counts against the urgent categories.
     pub urgent_penalty_factor: f32,
+    /// How much the model trained on the labelled corpus counts beside the rules; 0 leaves the rules alone.
+    #[serde(default)]
+    pub model_weight: f32,
+    /// How many known n-grams a message needs for the model to count in full; shorter ones count in
+    /// proportion.
+    #[serde(default = "default_model_full_grams")]
+    pub model_full_grams: u32,
+}
+
+fn default_model_full_grams() -> u32 {
+    1
 }
 
 // ---- the compiled form ----

@@ -1,7 +1,8 @@
 //! Where rules and dictionaries come from: the copies built into the binary, or a directory a union edits.
 //!
-//! A directory given with `--rules DIR` holds `intents/` and/or `dictionaries/`, laid out as in this
-//! repository; a part it does not have is taken from the built-in copy.
+//! A directory given with `--rules DIR` holds `intents/`, `dictionaries/` and/or `corpus/` (the labelled
+//! messages the model learns from, `tests/corpus/` in this repository); a part it does not have is taken from
+//! the built-in copy.
 
 use std::fmt;
 use std::path::Path;
@@ -10,6 +11,8 @@ use include_dir::{include_dir, Dir};
 
 static BUILTIN_INTENTS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/intents");
 static BUILTIN_DICTIONARIES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/dictionaries");
+/// The project's labelled corpus: the test suite measures the classifier on it, and the model learns from it.
+static BUILTIN_CORPUS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/tests/corpus");
 
 /// One rule or dictionary file, named as a person would look for it (`intents/accident.toml`).
 #[derive(Debug, Clone)]
@@ -80,6 +83,8 @@ impl fmt::Display for RuleErrors {
 pub struct Sources {
     pub intents: Vec<SourceFile>,
     pub dictionaries: Vec<SourceFile>,
+    /// Labelled messages in JSONL, as in evaluation files: what the model learns from.
+    pub corpus: Vec<SourceFile>,
 }
 
 impl Sources {
@@ -87,6 +92,7 @@ impl Sources {
         Sources {
             intents: builtin_files(&BUILTIN_INTENTS, "intents"),
             dictionaries: builtin_files(&BUILTIN_DICTIONARIES, "dictionaries"),
+            corpus: builtin_files(&BUILTIN_CORPUS, "corpus"),
         }
     }
 
@@ -105,8 +111,9 @@ impl Sources {
         let builtin = Sources::builtin();
         let intents = dir.join("intents");
         let dictionaries = dir.join("dictionaries");
-        if !intents.is_dir() && !dictionaries.is_dir() {
-            return Err(fail("has neither an intents/ nor a dictionaries/ folder".into()));
+        let corpus = dir.join("corpus");
+        if !intents.is_dir() && !dictionaries.is_dir() && !corpus.is_dir() {
+            return Err(fail("has no intents/, dictionaries/ or corpus/ folder".into()));
         }
         Ok(Sources {
             intents: if intents.is_dir() {
@@ -118,6 +125,11 @@ impl Sources {
                 read_files(&dictionaries, "dictionaries")?
             } else {
                 builtin.dictionaries
+            },
+            corpus: if corpus.is_dir() {
+                read_files(&corpus, "corpus")?
+            } else {
+                builtin.corpus
             },
         })
     }

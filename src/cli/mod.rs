@@ -74,6 +74,10 @@ pub enum Command {
         /// List the misclassified messages.
         #[arg(long)]
         misses: bool,
+        /// Cross-validate: split the messages into this many parts and classify each part with a model
+        /// that never learned from it.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(2..))]
+        folds: Option<u16>,
     },
     /// Validate the rules and dictionaries and run every example in the rule files.
     Check,
@@ -122,13 +126,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
             min_macro_f1,
             misses,
+            folds,
         } => {
             let data =
                 eval::read_labelled(&file).with_context(|| format!("{} is not labelled JSONL", file.display()))?;
             if data.is_empty() {
                 bail!("{} has no labelled messages", file.display());
             }
-            let report = eval::evaluate(&classifier, &data);
+            let report = match folds {
+                Some(k) => eval::cross_validate(&sources(cli.rules.as_deref())?, &data, k.into())?,
+                None => eval::evaluate(&classifier, &data),
+            };
             let mut out = io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &report)?;

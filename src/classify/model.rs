@@ -1,0 +1,271 @@
+//! The learned half of the classifier: complement naive Bayes over the characters of labelled messages.
+//!
+//! Rules know the words somebody thought of; the model knows the messages drivers wrote. It is trained each
+//! time the classifier loads, from the labelled corpus (`tests/corpus/*.jsonl`, or `corpus/` in a rules
+//! directory), so a message added there with its right label teaches the next start without a separate
+//! training step.
+//!
+//! Features are the character 1-, 2- and 3-grams of the normalized text, counted once a message: they need
+//! no segmentation, so words jieba splits, typos that keep a character or two, and phrasings nobody wrote a
+//! rule for still carry weight. Complement naive Bayes (Rennie et al., 2003) suits short texts and few
+//! examples a class, and trains by counting: a few thousand messages take milliseconds. The model is small
+//! enough to write here; the learners of the Rust ecosystem take dense matrices, which for tens of thousands
+//! of n-grams would cost gigabytes.
+
+use rustc_hash::FxHashMap;
+
+use super::taxonomy::{Category, Label};
+
+/// The labels the model scores: the categories in taxonomy order, then `none`.
+pub const LABELS: usize = Category::ALL.len() + 1;
+
+/// Smoothing added to every complement count.
+const ALPHA: f32 = 1.0;
+
+/// The longest n-gram, in characters.
+const MAX_GRAM: usize = 3;
+
+/// Where a label's score sits in the model's arrays.
+pub fn slot(label: Label) -> usize {
+    match label {
+        Label::Appeal(category) => category as usize,
+        Label::None => Category::ALL.len(),
+    }
+}
+
+pub fn label_at(slot: usize) -> Label {
+    Category::ALL.get(slot).map_or(Label::None, |&c| Label::Appeal(c))
+}
+
+pub struct Model {
+    /// The n-grams seen in training, by key (see [`ngrams`]), to their row in `weights`.
+    index: FxHashMap<u64, u32>,
+    /// One row of [`LABELS`] weights a known n-gram: how strongly its presence speaks for each label.
+    weights: Vec<[f32; LABELS]>,
+    /// How many messages each label was trained on.
+    pub support: [usize; LABELS],
+}
+
+/// What the model makes of one message.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// Per label (see [`slot`]), standardized across labels: mean 0, standard deviation 1.
+    pub scores: [f32; LABELS],
+    /// The known n-grams of the message, for [`Model::reasons`].
+    grams: Vec<(u32, usize, usize)>,
+}
+
+impl Judgement {
+    /// How many of the message's n-grams the model knew: what the judgement rests on.
+    pub fn known(&self) -> usize {
+        self.grams.len()
+    }
+}
+
+impl Model {
+    /// Trains on normalized texts with their labels; `None` when there is nothing to learn from.
+    pub fn train<'a>(examples: impl IntoIterator<Item = (&'a str, Label)>) -> Option<Model> {
+        let mut index: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut counts: Vec<[u32; LABELS]> = Vec::new();
+        let mut support = [0; LABELS];
+        let mut grams = Vec::new();
+        for (text, label) in examples {
+            let l = slot(label);
+            support[l] += 1;
+            grams.clear();
+            grams.extend(ngrams(text).map(|(key, _, _)| key));
+            grams.sort_unstable();
+            grams.dedup();
+            for &key in &grams {
+                let next = counts.len() as u32;
+                let row = *index.entry(key).or_insert(next);
+                if row == next {
+                    counts.push([0; LABELS]);
+                }
+                counts[row as usize][l] += 1;
+            }
+        }
+        if counts.is_empty() {
+            return None;
+        }
+
+        // The complement of a label: every message of the other labels. An n-gram speaks for a label when
+        // it is rare in its complement.
+        let complement = |row: &[u32; LABELS], l: usize| (row.iter().sum::<u32>() - row[l]) as f32 + ALPHA;
+        let mut totals = [0.0f64; LABELS];
+        for row in &counts {
+            for (l, total) in totals.iter_mut().enumerate() {
+                *total += f64::from(complement(row, l));
+            }
+        }
+        let weights = counts
+            .iter()
+            .map(|row| std::array::from_fn(|l| (totals[l].ln() - f64::from(complement(row, l)).ln()) as f32))
+            .collect();
+        Some(Model {
+            index,
+            weights,
+            support,
+        })
+    }
+
+    /// The number of distinct n-grams learned.
+    pub fn features(&self) -> usize {
+        self.weights.len()
+    }
+
+    pub fn judge(&self, text: &str) -> Judgement {
+        let mut grams: Vec<(u32, usize, usize)> = ngrams(text)
+            .filter_map(|(key, start, end)| self.index.get(&key).map(|&row| (row, start, end)))
+            .collect();
+        grams.sort_unstable_by_key(|&(row, _, _)| row);
+        grams.dedup_by_key(|&mut (row, _, _)| row);
+        let mut sums = [0.0f32; LABELS];
+        for &(row, _, _) in &grams {
+            for (sum, w) in sums.iter_mut().zip(&self.weights[row as usize]) {
+                *sum += w;
+            }
+        }
+        let mean = sums.iter().sum::<f32>() / LABELS as f32;
+        let variance = sums.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / LABELS as f32;
+        let sd = variance.sqrt();
+        let scores = if sd > f32::EPSILON {
+            sums.map(|s| (s - mean) / sd)
+        } else {
+            [0.0; LABELS]
+        };
+        Judgement { scores, grams }
+    }
+
+    /// The n-grams of the message (two characters or more) that speak most for `label` against the average
+    /// label, strongest first, at most `n`.
+    pub fn reasons<'t>(&self, judgement: &Judgement, text: &'t str, label: Label, n: usize) -> Vec<&'t str> {
+        let l = slot(label);
+        let mut lift: Vec<(f32, usize, usize)> = judgement
+            .grams
+            .iter()
+            .filter(|&&(_, start, end)| text[start..end].chars().nth(1).is_some())
+            .map(|&(row, start, end)| {
+                let w = &self.weights[row as usize];
+                (w[l] - w.iter().sum::<f32>() / LABELS as f32, start, end)
+            })
+            .filter(|&(lift, _, _)| lift > 0.0)
+            .collect();
+        lift.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut chosen: Vec<(usize, usize)> = Vec::new();
+        for &(_, start, end) in &lift {
+            // Overlapping n-grams say the same thing twice: keep the stronger.
+            if chosen.iter().all(|&(s, e)| end <= s || e <= start) {
+                chosen.push((start, end));
+            }
+            if chosen.len() == n {
+                break;
+            }
+        }
+        chosen.into_iter().map(|(s, e)| &text[s..e]).collect()
+    }
+}
+
+/// Whether `c` is a common Chinese character. The model learns from these alone: Latin letters and digits
+/// in driver messages are mostly plates, phone numbers, amounts and English words, which say little about the
+/// matter and much about the writer (rules and entities handle them).
+fn is_han(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c)
+}
+
+/// Every run of one to [`MAX_GRAM`] Chinese characters in `text`, as (key, byte start, byte end). The key
+/// packs the characters' code points, 21 bits each: it names the run exactly, with no string to hash.
+fn ngrams(text: &str) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
+    // The run of Chinese characters that ends at the current one: (code point, byte start), newest last.
+    let mut run: [(u64, usize); MAX_GRAM] = [(0, 0); MAX_GRAM];
+    let mut len = 0;
+    text.char_indices()
+        .flat_map(move |(start, c)| {
+            if !is_han(c) {
+                len = 0;
+                return [None; MAX_GRAM];
+            }
+            run.copy_within(1.., 0);
+            run[MAX_GRAM - 1] = (u64::from(c), start);
+            len = (len + 1).min(MAX_GRAM);
+            let end = start + c.len_utf8();
+            let mut key = 0;
+            std::array::from_fn(|n| {
+                let (code, from) = run[MAX_GRAM - 1 - n];
+                key |= code << (21 * n);
+                (n < len).then_some((key, from, end))
+            })
+        })
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy() -> Model {
+        let examples = [
+            ("车翻了人受伤", Label::Appeal(Category::Accident)),
+            ("追尾了腿受伤了", Label::Appeal(Category::Accident)),
+            ("侧翻 司机受伤", Label::Appeal(Category::Accident)),
+            ("运费拖了三个月", Label::Appeal(Category::FreightArrears)),
+            ("老板不给运费", Label::Appeal(Category::FreightArrears)),
+            ("有货去太原", Label::None),
+            ("早上好兄弟们", Label::None),
+            ("有车吗 去大同", Label::None),
+        ];
+        Model::train(examples).expect("examples")
+    }
+
+    fn best(model: &Model, text: &str) -> Label {
+        let j = model.judge(text);
+        let at = (0..LABELS)
+            .max_by(|&a, &b| j.scores[a].total_cmp(&j.scores[b]))
+            .unwrap();
+        label_at(at)
+    }
+
+    #[test]
+    fn it_learns_from_phrasings_it_has_not_seen_whole() {
+        let model = toy();
+        assert_eq!(best(&model, "兄弟翻车了 受伤很重"), Label::Appeal(Category::Accident));
+        assert_eq!(
+            best(&model, "三个月运费还没结"),
+            Label::Appeal(Category::FreightArrears)
+        );
+        assert_eq!(best(&model, "有货吗 去太原"), Label::None);
+    }
+
+    #[test]
+    fn its_reasons_are_the_words_that_decided() {
+        let model = toy();
+        let text = "兄弟翻车了 受伤很重";
+        let j = model.judge(text);
+        let reasons = model.reasons(&j, text, Label::Appeal(Category::Accident), 3);
+        assert!(reasons.contains(&"受伤"), "{reasons:?}");
+        assert!(reasons.iter().all(|r| r.chars().count() >= 2));
+    }
+
+    #[test]
+    fn text_it_never_saw_scores_nothing() {
+        let model = toy();
+        let j = model.judge("🙂 xyz");
+        assert_eq!(j.scores, [0.0; LABELS]);
+        assert_eq!(model.judge("").scores, [0.0; LABELS]);
+    }
+
+    #[test]
+    fn no_examples_is_no_model() {
+        assert!(Model::train([]).is_none());
+    }
+
+    #[test]
+    fn ngrams_are_runs_of_chinese_characters_counted_in_characters_not_bytes() {
+        let text = "货 车a欠款3800";
+        let mut grams: Vec<&str> = ngrams(text).map(|(_, s, e)| &text[s..e]).collect();
+        grams.sort_unstable();
+        assert_eq!(grams, ["欠", "欠款", "款", "货", "车"]);
+        let keys: std::collections::HashSet<u64> = ngrams("运满满").map(|(key, _, _)| key).collect();
+        assert_eq!(keys.len(), 5, "运, 满, 运满, 满满, 运满满: the repeated 满 is one");
+    }
+}
