@@ -482,8 +482,8 @@ proptest! {
 #[test]
 fn a_keyword_added_in_a_rules_dir_changes_the_label() {
     let rules = RulesDir::copy_of_intents("override");
-    rules.append("other.toml", "\n[[keywords]]\nweight = 1.1\nwords = [\"落户积分\"]\n");
-    let message = "想问问孩子落户积分的事";
+    rules.append("other.toml", "\n[[keywords]]\nweight = 1.1\nwords = [\"积分落户\"]\n");
+    let message = "积分落户要啥材料";
 
     let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
     let edited = Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("edited rules do not load:\n{e}"));

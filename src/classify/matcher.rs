@@ -108,11 +108,9 @@ fn of_intent(list: &[(u16, u16)], intent: u16) -> impl Iterator<Item = usize> + 
 
 pub struct Matcher<'r, 't> {
     rules: &'r RuleSet,
+    text: &'t str,
     tokens: &'t [Token<'t>],
     hits: Vec<Hit>,
-    /// Every rule word in the text, word boundaries or not: `unless` lists use these, since a word that
-    /// only vetoes is safe to find anywhere (工伤 in 工伤认定).
-    anywhere: Vec<WordId>,
     /// The rules that use a word found in the message, by kind, sorted: only they can fire.
     candidates: Candidates,
     /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
@@ -121,37 +119,19 @@ pub struct Matcher<'r, 't> {
 }
 
 impl<'r, 't> Matcher<'r, 't> {
-    pub fn new(rules: &'r RuleSet, text: &str, tokens: &'t [Token<'t>]) -> Self {
-        let mut hits = Vec::new();
-        let mut anywhere = Vec::new();
-        for m in rules.automaton.find_overlapping_iter(text) {
-            anywhere.push(m.pattern().as_u32());
-            let Some(token) = aligned_token(rules, text, tokens, m.start(), m.end()) else {
-                continue;
-            };
-            let word = m.pattern().as_u32();
-            let (start, end) = (m.start() as u32, m.end() as u32);
-            hits.push(Hit {
-                word,
-                token: token as u32,
-                pos: tokens[token].pos,
-                start,
-                end,
-            });
-        }
+    pub fn new(rules: &'r RuleSet, text: &'t str, tokens: &'t [Token<'t>]) -> Self {
+        let mut hits = find_words(rules, text, tokens);
         hits.sort_unstable();
         hits.dedup();
-        anywhere.sort_unstable();
-        anywhere.dedup();
         let candidates = Candidates::new(
             hits.chunk_by(|a, b| a.word == b.word)
                 .flat_map(|h| rules.postings[h[0].word as usize].iter().copied()),
         );
         Matcher {
             rules,
+            text,
             tokens,
             hits,
-            anywhere,
             candidates,
             help: 0.0,
             penalty: 0.0,
@@ -230,7 +210,11 @@ impl<'r, 't> Matcher<'r, 't> {
 
     /// The words that made a pattern fire, or `None`.
     fn fires(&self, p: &Pattern) -> Option<Vec<WordId>> {
-        if p.unless.iter().any(|w| self.anywhere.binary_search(w).is_ok()) {
+        // A word that only vetoes is safe to find anywhere, word boundary or not (工伤 in 工伤认定).
+        if p.unless
+            .iter()
+            .any(|&w| self.text.contains(&self.rules.words[w as usize]))
+        {
             return None;
         }
         let mut words = Vec::new();
@@ -409,31 +393,63 @@ impl<'r, 't> Matcher<'r, 't> {
 /// Particles that segmentation sometimes glues to a word (活不下去了): they do not hide it.
 const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', '呢', '哦', '的', '么'];
 
-/// The token a rule word found at `start..end` belongs to, if segmentation agrees it is a word there.
+/// The rule words in the text where segmentation agrees they are words, walking the tokens rather than
+/// searching the text for every rule word.
 ///
 /// A word counts where it spans whole tokens; where it ends a compound of which it is the head (开锅 in
 /// 水箱开锅), unless the compound is a rule word of its own (着火 does not count in 打不着火); and where only
-/// particles follow it inside its token. It never counts as the start of a longer word: 事故 is not in 事故车.
-fn aligned_token(rules: &RuleSet, text: &str, tokens: &[Token<'_>], start: usize, end: usize) -> Option<usize> {
-    let token_of = |at: usize| tokens.partition_point(|t| t.start <= at) - 1;
+/// particles follow it inside its last token (活不下去 in 活不下去了). It never counts as the start of a
+/// longer word: 事故 is not in 事故车.
+fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
     let token_end = |t: usize| tokens.get(t + 1).map_or(text.len(), |next| next.start);
-    let first = token_of(start);
-    let last = token_of(end - 1);
-    let starts_token = tokens[first].start == start;
-    let ends_token = token_end(last) == end;
-    let several_chars = text[start..end].chars().nth(1).is_some();
-    match (starts_token, ends_token) {
-        (true, true) => Some(first),
-        (false, true) if several_chars => {
-            let compound = &text[tokens[first].start..token_end(first)];
-            (first == last && !rules.index.contains_key(compound)).then_some(first)
+    let mut hits = Vec::new();
+    let mut hit = |word: WordId, token: usize, start: usize, end: usize| {
+        hits.push(Hit {
+            word,
+            token: token as u32,
+            pos: tokens[token].pos,
+            start: start as u32,
+            end: end as u32,
+        })
+    };
+    for (first, t) in tokens.iter().enumerate() {
+        // Runs of whole tokens from this one, while a rule word still begins with the run.
+        for last in first..tokens.len() {
+            let end = token_end(last);
+            let (word, longer) = rules.index.walk(&text[t.start..end]);
+            if let Some(word) = word {
+                hit(word, first, t.start, end);
+            }
+            // The run less the particles that close its last token.
+            let last_start = tokens[last].start;
+            let mut cut = end;
+            while let Some(c) = text[last_start..cut].chars().next_back() {
+                cut -= c.len_utf8();
+                if !TRAILING_PARTICLES.contains(&c) || cut == last_start {
+                    break;
+                }
+                let run = &text[t.start..cut];
+                if let (Some(word), true) = (rules.index.get(run), run.chars().nth(1).is_some()) {
+                    hit(word, first, t.start, cut);
+                }
+            }
+            if !longer {
+                break;
+            }
         }
-        (true, false) if several_chars => {
-            let rest = &text[end..token_end(last)];
-            rest.chars().all(|c| TRAILING_PARTICLES.contains(&c)).then_some(first)
+        // The heads of a compound that is no rule word itself: its endings of two characters or more.
+        let end = token_end(first);
+        let compound = &text[t.start..end];
+        if compound.chars().nth(2).is_some() && rules.index.get(compound).is_none() {
+            let heads = compound.char_indices().skip(1).map(|(at, _)| t.start + at);
+            for start in heads.take_while(|&at| text[at..end].chars().nth(1).is_some()) {
+                if let Some(word) = rules.index.get(&text[start..end]) {
+                    hit(word, first, start, end);
+                }
+            }
         }
-        _ => None,
     }
+    hits
 }
 
 pub fn round(x: f32) -> f32 {

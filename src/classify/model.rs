@@ -38,7 +38,7 @@ pub fn label_at(slot: usize) -> Label {
 }
 
 pub struct Model {
-    /// The n-grams seen in training, by key (see [`ngrams`]), to their row in `weights`.
+    /// The n-grams seen in training, by key (see [`for_each_ngram`]), to their row in `weights`.
     index: FxHashMap<u64, u32>,
     /// One row of [`LABELS`] weights a known n-gram: how strongly its presence speaks for each label.
     weights: Vec<[f32; LABELS]>,
@@ -73,7 +73,7 @@ impl Model {
             let l = slot(label);
             support[l] += 1;
             grams.clear();
-            grams.extend(ngrams(text).map(|(key, _, _)| key));
+            for_each_ngram(text, |key, _, _| grams.push(key));
             grams.sort_unstable();
             grams.dedup();
             for &key in &grams {
@@ -115,9 +115,12 @@ impl Model {
     }
 
     pub fn judge(&self, text: &str) -> Judgement {
-        let mut grams: Vec<(u32, usize, usize)> = ngrams(text)
-            .filter_map(|(key, start, end)| self.index.get(&key).map(|&row| (row, start, end)))
-            .collect();
+        let mut grams: Vec<(u32, usize, usize)> = Vec::with_capacity(text.len());
+        for_each_ngram(text, |key, start, end| {
+            if let Some(&row) = self.index.get(&key) {
+                grams.push((row, start, end));
+            }
+        });
         grams.sort_unstable_by_key(|&(row, _, _)| row);
         grams.dedup_by_key(|&mut (row, _, _)| row);
         let mut sums = [0.0f32; LABELS];
@@ -173,30 +176,27 @@ fn is_han(c: char) -> bool {
     ('\u{4e00}'..='\u{9fff}').contains(&c)
 }
 
-/// Every run of one to [`MAX_GRAM`] Chinese characters in `text`, as (key, byte start, byte end). The key
-/// packs the characters' code points, 21 bits each: it names the run exactly, with no string to hash.
-fn ngrams(text: &str) -> impl Iterator<Item = (u64, usize, usize)> + '_ {
-    // The run of Chinese characters that ends at the current one: (code point, byte start), newest last.
-    let mut run: [(u64, usize); MAX_GRAM] = [(0, 0); MAX_GRAM];
+/// Hands `each` every run of one to [`MAX_GRAM`] Chinese characters in `text`, as (key, byte start, byte end).
+/// The key packs the characters' code points, 21 bits each: it names the run exactly, with no string to hash.
+fn for_each_ngram(text: &str, mut each: impl FnMut(u64, usize, usize)) {
+    // The run of Chinese characters that ends at the current one, as (code point, byte start), newest first.
+    let mut run = [(0u64, 0usize); MAX_GRAM];
     let mut len = 0;
-    text.char_indices()
-        .flat_map(move |(start, c)| {
-            if !is_han(c) {
-                len = 0;
-                return [None; MAX_GRAM];
-            }
-            run.copy_within(1.., 0);
-            run[MAX_GRAM - 1] = (u64::from(c), start);
-            len = (len + 1).min(MAX_GRAM);
-            let end = start + c.len_utf8();
-            let mut key = 0;
-            std::array::from_fn(|n| {
-                let (code, from) = run[MAX_GRAM - 1 - n];
-                key |= code << (21 * n);
-                (n < len).then_some((key, from, end))
-            })
-        })
-        .flatten()
+    for (start, c) in text.char_indices() {
+        if !is_han(c) {
+            len = 0;
+            continue;
+        }
+        run.copy_within(..MAX_GRAM - 1, 1);
+        run[0] = (u64::from(c), start);
+        len = (len + 1).min(MAX_GRAM);
+        let end = start + c.len_utf8();
+        let mut key = 0;
+        for (n, &(code, from)) in run[..len].iter().enumerate() {
+            key |= code << (21 * n);
+            each(key, from, end);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -262,10 +262,14 @@ mod tests {
     #[test]
     fn ngrams_are_runs_of_chinese_characters_counted_in_characters_not_bytes() {
         let text = "货 车a欠款3800";
-        let mut grams: Vec<&str> = ngrams(text).map(|(_, s, e)| &text[s..e]).collect();
+        let mut grams: Vec<&str> = Vec::new();
+        for_each_ngram(text, |_, s, e| grams.push(&text[s..e]));
         grams.sort_unstable();
         assert_eq!(grams, ["欠", "欠款", "款", "货", "车"]);
-        let keys: std::collections::HashSet<u64> = ngrams("运满满").map(|(key, _, _)| key).collect();
+        let mut keys = std::collections::HashSet::new();
+        for_each_ngram("运满满", |key, _, _| {
+            keys.insert(key);
+        });
         assert_eq!(keys.len(), 5, "运, 满, 运满, 满满, 运满满: the repeated 满 is one");
     }
 }

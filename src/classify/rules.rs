@@ -1,11 +1,10 @@
 //! Intent rules: the `intents/*.toml` files, validated and compiled into one matcher.
 //!
-//! Every word of every rule is interned once and searched for in one Aho–Corasick pass over the message;
-//! rules then look their words up by id. See `intents/README.md` for the file format.
+//! Every word of every rule is interned once; the matcher finds them by walking the message's tokens through
+//! the word index, and rules then look their words up by id. See `intents/README.md` for the file format.
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use toml::Spanned;
@@ -200,9 +199,8 @@ pub struct RuleSet {
     pub words: Vec<String>,
     /// For each word, the rules that use it (not counting `unless` lists).
     pub postings: Vec<Vec<Posting>>,
-    /// Word text to id.
-    pub index: FxHashMap<String, WordId>,
-    pub automaton: AhoCorasick,
+    /// Word text to id, for the matcher's walk over the tokens.
+    pub index: WordIndex,
     /// One per category, in [`Category::ALL`] order.
     pub intents: Vec<Intent>,
     pub chatter: Vec<Pattern>,
@@ -211,6 +209,40 @@ pub struct RuleSet {
     pub negation_scope: usize,
     pub settings: Settings,
     pub examples: Vec<Example>,
+}
+
+/// The rule words by their text, with every start of one: the matcher extends a run of tokens only while
+/// some rule word still begins with it.
+pub struct WordIndex(FxHashMap<String, Entry>);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    word: Option<WordId>,
+    /// A longer rule word begins with this text.
+    longer: bool,
+}
+
+impl WordIndex {
+    fn new(words: &[String]) -> WordIndex {
+        let mut map: FxHashMap<String, Entry> = FxHashMap::default();
+        for (id, word) in words.iter().enumerate() {
+            map.entry(word.clone()).or_default().word = Some(id as WordId);
+            for (at, _) in word.char_indices().skip(1) {
+                map.entry(word[..at].to_owned()).or_default().longer = true;
+            }
+        }
+        WordIndex(map)
+    }
+
+    /// The rule word spelled `text`, if there is one.
+    pub fn get(&self, text: &str) -> Option<WordId> {
+        self.0.get(text).and_then(|e| e.word)
+    }
+
+    /// The rule word spelled `text`, and whether a longer rule word begins with it.
+    pub fn walk(&self, text: &str) -> (Option<WordId>, bool) {
+        self.0.get(text).map_or((None, false), |e| (e.word, e.longer))
+    }
 }
 
 impl RuleSet {
@@ -277,19 +309,13 @@ impl RuleSet {
         if !b.errors.is_empty() {
             return None;
         }
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&b.words)
-            .expect("rule words are validated non-empty strings");
         let (patterns, help, negators, negation_scope, settings) = chatter;
         let intents: Vec<Intent> = intents.into_iter().map(|slot| slot.expect("checked above").0).collect();
         let postings = postings(b.words.len(), &intents, &patterns, &help);
         Some(RuleSet {
             postings,
-            automaton,
+            index: WordIndex::new(&b.words),
             words: b.words,
-            index: b.ids,
             intents,
             chatter: patterns,
             help,
