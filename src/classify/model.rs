@@ -40,7 +40,8 @@ pub fn label_at(slot: usize) -> Label {
 pub struct Model {
     /// The n-grams seen in training, by key (see [`for_each_ngram`]), to their row in `weights`.
     index: FxHashMap<u64, u32>,
-    /// One row of [`LABELS`] weights a known n-gram: how strongly its presence speaks for each label.
+    /// One row of [`LABELS`] weights a known n-gram: how much more its presence speaks for each label than for
+    /// the average one.
     weights: Vec<[f32; LABELS]>,
     /// How many messages each label was trained on.
     pub support: [usize; LABELS],
@@ -98,9 +99,16 @@ impl Model {
                 *total += f64::from(complement(row, l));
             }
         }
+        // Each row is centred on its mean: a judgement is standardized across labels, which a shift common to
+        // all of them does not change, and a weight then says at once how much the n-gram favours its label
+        // over the average one.
         let weights = counts
             .iter()
-            .map(|row| std::array::from_fn(|l| (totals[l].ln() - f64::from(complement(row, l)).ln()) as f32))
+            .map(|row| {
+                let w: [f64; LABELS] = std::array::from_fn(|l| totals[l].ln() - f64::from(complement(row, l)).ln());
+                let mean = w.iter().sum::<f64>() / LABELS as f64;
+                w.map(|w| (w - mean) as f32)
+            })
             .collect();
         Some(Model {
             index,
@@ -147,22 +155,22 @@ impl Model {
         let mut lift: Vec<(f32, usize, usize)> = judgement
             .grams
             .iter()
-            .filter(|&&(_, start, end)| text[start..end].chars().nth(1).is_some())
-            .map(|&(row, start, end)| {
-                let w = &self.weights[row as usize];
-                (w[l] - w.iter().sum::<f32>() / LABELS as f32, start, end)
-            })
-            .filter(|&(lift, _, _)| lift > 0.0)
+            .map(|&(row, start, end)| (self.weights[row as usize][l], start, end))
+            .filter(|&(lift, start, end)| lift > 0.0 && text[start..end].chars().nth(1).is_some())
             .collect();
-        lift.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let mut chosen: Vec<(usize, usize)> = Vec::new();
-        for &(_, start, end) in &lift {
+        // The strongest first (the earlier, then the shorter, of equals): a few picks, no need to sort them all.
+        let order = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
+            a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2))
+        };
+        let mut chosen: Vec<(usize, usize)> = Vec::with_capacity(n);
+        while chosen.len() < n {
+            let Some(at) = (0..lift.len()).max_by(|&a, &b| order(&lift[a], &lift[b])) else {
+                break;
+            };
+            let (_, start, end) = lift.swap_remove(at);
             // Overlapping n-grams say the same thing twice: keep the stronger.
             if chosen.iter().all(|&(s, e)| end <= s || e <= start) {
                 chosen.push((start, end));
-            }
-            if chosen.len() == n {
-                break;
             }
         }
         chosen.into_iter().map(|(s, e)| &text[s..e]).collect()
