@@ -111,6 +111,9 @@ pub struct Matcher<'r, 't> {
     text: &'t str,
     tokens: &'t [Token<'t>],
     hits: Vec<Hit>,
+    /// One bit per rule word, set for the words found: most words a rule asks about are not in the message,
+    /// and this says so without searching the hits.
+    found: Vec<u64>,
     /// The rules that use a word found in the message, by kind, sorted: only they can fire.
     candidates: Candidates,
     /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
@@ -123,6 +126,10 @@ impl<'r, 't> Matcher<'r, 't> {
         let mut hits = find_words(rules, text, tokens);
         hits.sort_unstable();
         hits.dedup();
+        let mut found = vec![0u64; rules.words.len().div_ceil(64)];
+        for h in &hits {
+            found[h.word as usize / 64] |= 1 << (h.word % 64);
+        }
         let candidates = Candidates::new(
             hits.chunk_by(|a, b| a.word == b.word)
                 .flat_map(|h| rules.postings[h[0].word as usize].iter().copied()),
@@ -132,6 +139,7 @@ impl<'r, 't> Matcher<'r, 't> {
             text,
             tokens,
             hits,
+            found,
             candidates,
             help: 0.0,
             penalty: 0.0,
@@ -139,6 +147,9 @@ impl<'r, 't> Matcher<'r, 't> {
     }
 
     fn of(&self, word: WordId) -> &[Hit] {
+        if self.found[word as usize / 64] & (1 << (word % 64)) == 0 {
+            return &[];
+        }
         let from = self.hits.partition_point(|h| h.word < word);
         let to = self.hits.partition_point(|h| h.word <= word);
         &self.hits[from..to]
