@@ -180,6 +180,12 @@ fn check_accepts_the_builtin_rules() {
 
     assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
     assert!(stdout(&output).contains("ok"), "{}", stdout(&output));
+    let labelled = common::corpus().len();
+    assert!(
+        stdout(&output).contains(&format!("a model of {labelled} labelled messages")),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]

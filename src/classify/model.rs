@@ -33,18 +33,14 @@ pub fn slot(label: Label) -> usize {
     }
 }
 
-pub fn label_at(slot: usize) -> Label {
-    Category::ALL.get(slot).map_or(Label::None, |&c| Label::Appeal(c))
-}
-
 pub struct Model {
     /// The n-grams seen in training, by key (see [`for_each_ngram`]), to their row in `weights`.
     index: FxHashMap<u64, u32>,
     /// One row of [`LABELS`] weights a known n-gram: how much more its presence speaks for each label than for
     /// the average one.
     weights: Vec<[f32; LABELS]>,
-    /// How many messages each label was trained on.
-    pub support: [usize; LABELS],
+    /// How many messages it learned from.
+    messages: usize,
 }
 
 /// What the model makes of one message.
@@ -68,11 +64,11 @@ impl Model {
     pub fn train<'a>(examples: impl IntoIterator<Item = (&'a str, Label)>) -> Option<Model> {
         let mut index: FxHashMap<u64, u32> = FxHashMap::default();
         let mut counts: Vec<[u32; LABELS]> = Vec::new();
-        let mut support = [0; LABELS];
+        let mut messages = 0;
         let mut grams = Vec::new();
         for (text, label) in examples {
             let l = slot(label);
-            support[l] += 1;
+            messages += 1;
             grams.clear();
             for_each_ngram(text, |key, _, _| grams.push(key));
             grams.sort_unstable();
@@ -113,8 +109,13 @@ impl Model {
         Some(Model {
             index,
             weights,
-            support,
+            messages,
         })
+    }
+
+    /// The number of labelled messages it learned from.
+    pub fn messages(&self) -> usize {
+        self.messages
     }
 
     /// The number of distinct n-grams learned.
@@ -223,6 +224,10 @@ mod tests {
             ("有车吗 去大同", Label::None),
         ];
         Model::train(examples).expect("examples")
+    }
+
+    fn label_at(slot: usize) -> Label {
+        Category::ALL.get(slot).map_or(Label::None, |&c| Label::Appeal(c))
     }
 
     fn best(model: &Model, text: &str) -> Label {

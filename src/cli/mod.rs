@@ -204,9 +204,17 @@ fn check(rules: Option<&Path>) -> Result<ExitCode> {
     }
     let rules = classifier.rules();
     let keywords: usize = rules.intents.iter().map(|i| i.keywords.len()).sum();
+    let model = match classifier.model() {
+        Some(m) => format!(
+            "a model of {} labelled messages and {} character runs",
+            m.messages(),
+            m.features()
+        ),
+        None => "no labelled messages, so no model".into(),
+    };
     if failures.is_empty() {
         println!(
-            "{from}: ok — {} categories, {keywords} keywords, {} chatter patterns, {} words, {} examples pass",
+            "{from}: ok — {} categories, {keywords} keywords, {} chatter patterns, {} words, {} examples pass; {model}",
             rules.intents.len(),
             rules.chatter.len(),
             rules.words.len(),
