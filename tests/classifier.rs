@@ -155,6 +155,42 @@ fn a_corpus_line_that_is_not_labelled_json_is_reported_with_its_file_and_line() 
     assert!(listed.contains("corpus/extra.jsonl:2:"), "{listed}");
 }
 
+// ---- where a rule word counts ----
+
+/// The words of the rules that fired, the model's character runs left out.
+fn rule_words(text: &str) -> Vec<String> {
+    classify(text)
+        .evidence
+        .into_iter()
+        .filter(|e| !e.rule.ends_with("/model"))
+        .flat_map(|e| e.words)
+        .collect()
+}
+
+#[test]
+fn a_rule_word_counts_where_jieba_agrees_it_is_a_word() {
+    assert!(
+        rule_words("水箱开锅了").contains(&"开锅".to_owned()),
+        "the head of a compound"
+    );
+    assert!(
+        rule_words("活不下去了").contains(&"活不下去".to_owned()),
+        "closed by a particle"
+    );
+    assert!(
+        rule_words("发动机打不着火").contains(&"打不着火".to_owned()),
+        "a run of whole tokens"
+    );
+    assert!(
+        !rule_words("发动机打不着火").contains(&"着火".to_owned()),
+        "not inside a compound that is a rule word itself"
+    );
+    assert!(
+        !rule_words("收一台事故车").contains(&"事故".to_owned()),
+        "never the start of a longer word"
+    );
+}
+
 // ---- hard cases from the taxonomy ----
 
 #[test]
