@@ -79,10 +79,7 @@ impl Classifier {
         let model = Model::train(
             corpus
                 .iter()
-                .map(|(text, label)| (normalizer.normalize(text).text, *label))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|(text, label)| (text.as_str(), *label)),
+                .map(|(text, label)| (normalizer.normalize(text).text, *label)),
         );
         match rules {
             Some(rules) if errors.is_empty() => Ok(Classifier {
@@ -141,8 +138,8 @@ impl Classifier {
         let tokens = self.segment(&normalized.text);
         let mut matcher = Matcher::new(&self.rules, &normalized.text, &tokens);
         let rule_scores = matcher.score();
-        let threshold = self.rules.settings.threshold;
         let settings = &self.rules.settings;
+        let threshold = settings.threshold;
         let judgement = self
             .model
             .as_ref()

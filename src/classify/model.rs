@@ -61,7 +61,7 @@ impl Judgement {
 
 impl Model {
     /// Trains on normalized texts with their labels; `None` when there is nothing to learn from.
-    pub fn train<'a>(examples: impl IntoIterator<Item = (&'a str, Label)>) -> Option<Model> {
+    pub fn train<S: AsRef<str>>(examples: impl IntoIterator<Item = (S, Label)>) -> Option<Model> {
         let mut index: FxHashMap<u64, u32> = FxHashMap::default();
         let mut counts: Vec<[u32; LABELS]> = Vec::new();
         let mut messages = 0;
@@ -70,7 +70,7 @@ impl Model {
             let l = slot(label);
             messages += 1;
             grams.clear();
-            for_each_ngram(text, |key, _, _| grams.push(key));
+            for_each_ngram(text.as_ref(), |key, _, _| grams.push(key));
             grams.sort_unstable();
             grams.dedup();
             for &key in &grams {
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn no_examples_is_no_model() {
-        assert!(Model::train([]).is_none());
+        assert!(Model::train(Vec::<(&str, Label)>::new()).is_none());
     }
 
     #[test]
