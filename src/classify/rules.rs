@@ -1,7 +1,8 @@
 //! Intent rules: the `intents/*.toml` files, validated and compiled into one matcher.
 //!
 //! Every word of every rule is interned once; the matcher finds them by walking the message's tokens through
-//! the word index, and rules then look their words up by id. See `intents/README.md` for the file format.
+//! the word index, and rules then look their words up by id. The file format is in the README ("How the rules
+//! work").
 
 use std::collections::HashMap;
 
