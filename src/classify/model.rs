@@ -70,7 +70,10 @@ impl Model {
             let l = slot(label);
             messages += 1;
             grams.clear();
-            for_each_ngram(text.as_ref(), |key, _, _| grams.push(key));
+            for_each_ngram(text.as_ref(), |key, _, _| {
+                grams.push(key);
+                true
+            });
             grams.sort_unstable();
             grams.dedup();
             for &key in &grams {
@@ -126,9 +129,11 @@ impl Model {
     pub fn judge(&self, text: &str) -> Judgement {
         let mut grams: Vec<(u32, usize, usize)> = Vec::with_capacity(text.len());
         for_each_ngram(text, |key, start, end| {
-            if let Some(&row) = self.index.get(&key) {
+            let row = self.index.get(&key);
+            if let Some(&row) = row {
                 grams.push((row, start, end));
             }
+            row.is_some()
         });
         grams.sort_unstable_by_key(|&(row, _, _)| row);
         grams.dedup_by_key(|&mut (row, _, _)| row);
@@ -187,7 +192,9 @@ fn is_han(c: char) -> bool {
 
 /// Hands `each` every run of one to [`MAX_GRAM`] Chinese characters in `text`, as (key, byte start, byte end).
 /// The key packs the characters' code points, 21 bits each: it names the run exactly, with no string to hash.
-fn for_each_ngram(text: &str, mut each: impl FnMut(u64, usize, usize)) {
+/// Runs that end at the same character come shortest first, and `each` says whether to go on to the longer
+/// ones: a run the model never saw cannot end a longer run it saw.
+fn for_each_ngram(text: &str, mut each: impl FnMut(u64, usize, usize) -> bool) {
     // The run of Chinese characters that ends at the current one, as (code point, byte start), newest first.
     let mut run = [(0u64, 0usize); MAX_GRAM];
     let mut len = 0;
@@ -203,7 +210,9 @@ fn for_each_ngram(text: &str, mut each: impl FnMut(u64, usize, usize)) {
         let mut key = 0;
         for (n, &(code, from)) in run[..len].iter().enumerate() {
             key |= code << (21 * n);
-            each(key, from, end);
+            if !each(key, from, end) {
+                break;
+            }
         }
     }
 }
@@ -276,12 +285,16 @@ mod tests {
     fn ngrams_are_runs_of_chinese_characters_counted_in_characters_not_bytes() {
         let text = "货 车a欠款3800";
         let mut grams: Vec<&str> = Vec::new();
-        for_each_ngram(text, |_, s, e| grams.push(&text[s..e]));
+        for_each_ngram(text, |_, s, e| {
+            grams.push(&text[s..e]);
+            true
+        });
         grams.sort_unstable();
         assert_eq!(grams, ["欠", "欠款", "款", "货", "车"]);
         let mut keys = std::collections::HashSet::new();
         for_each_ngram("运满满", |key, _, _| {
             keys.insert(key);
+            true
         });
         assert_eq!(keys.len(), 5, "运, 满, 运满, 满满, 运满满: the repeated 满 is one");
     }
