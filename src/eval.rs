@@ -118,6 +118,7 @@ pub fn evaluate(classifier: &Classifier, data: &[Labelled]) -> Report {
 pub fn cross_validate(sources: &Sources, data: &[Labelled], folds: usize) -> Result<Report, RuleErrors> {
     let folds = folds.clamp(2, data.len().max(2));
     let corpus = corpus_lines(&sources.corpus);
+    let in_corpus: std::collections::HashSet<&str> = corpus.iter().map(|(text, _)| text.as_str()).collect();
     let mut pairs: Vec<(usize, Label)> = Vec::with_capacity(data.len());
     for fold in 0..folds {
         let held: Vec<(usize, &Labelled)> = data.iter().enumerate().filter(|(i, _)| i % folds == fold).collect();
@@ -129,7 +130,12 @@ pub fn cross_validate(sources: &Sources, data: &[Labelled], folds: usize) -> Res
                 training.push('\n');
             }
         }
-        for d in data.iter().filter(|d| !unseen.contains(d.text.as_str())) {
+        // The other parts, unless the corpus has them already (cross-validating the corpus itself): a message
+        // learned twice would weigh double.
+        let others = data
+            .iter()
+            .filter(|d| !unseen.contains(d.text.as_str()) && !in_corpus.contains(d.text.as_str()));
+        for d in others {
             let line = serde_json::json!({"text": d.text, "label": d.label.id()});
             training.push_str(&line.to_string());
             training.push('\n');
