@@ -3,13 +3,13 @@
 //!
 //! Macro-F1 averages F1 over every label that occurs in the gold labels or the predictions (`none` included).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Classifier, Label, RuleErrors, SourceFile, Sources};
+use crate::classify::{read_corpus, Classifier, Label, RuleErrors, Sources};
 
 /// One line of an evaluation file (format in the taxonomy): `{"text": …, "label": …}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,37 +117,28 @@ pub fn evaluate(classifier: &Classifier, data: &[Labelled]) -> Report {
 /// (and with the other parts'). The rules stay as they are: they may have been written from these messages.
 pub fn cross_validate(sources: &Sources, data: &[Labelled], folds: usize) -> Result<Report, RuleErrors> {
     let folds = folds.clamp(2, data.len().max(2));
-    let corpus = corpus_lines(&sources.corpus);
-    let in_corpus: std::collections::HashSet<&str> = corpus.iter().map(|(text, _)| text.as_str()).collect();
+    let classifier = Classifier::from_sources(sources)?;
+    // The corpus loaded without errors just above.
+    let corpus = read_corpus(&sources.corpus, &mut Vec::new());
+    let in_corpus: HashSet<&str> = corpus.iter().map(|(text, _)| text.as_str()).collect();
     let mut pairs: Vec<(usize, Label)> = Vec::with_capacity(data.len());
     for fold in 0..folds {
         let held: Vec<(usize, &Labelled)> = data.iter().enumerate().filter(|(i, _)| i % folds == fold).collect();
-        let unseen: std::collections::HashSet<&str> = held.iter().map(|(_, d)| d.text.as_str()).collect();
-        let mut training = String::new();
-        for (text, line) in &corpus {
-            if !unseen.contains(text.as_str()) {
-                training.push_str(line);
-                training.push('\n');
-            }
-        }
+        let unseen: HashSet<&str> = held.iter().map(|(_, d)| d.text.as_str()).collect();
         // The other parts, unless the corpus has them already (cross-validating the corpus itself): a message
         // learned twice would weigh double.
         let others = data
             .iter()
-            .filter(|d| !unseen.contains(d.text.as_str()) && !in_corpus.contains(d.text.as_str()));
-        for d in others {
-            let line = serde_json::json!({"text": d.text, "label": d.label.id()});
-            training.push_str(&line.to_string());
-            training.push('\n');
-        }
-        let classifier = Classifier::from_sources(&Sources {
-            corpus: vec![SourceFile {
-                name: format!("corpus/fold{fold}.jsonl"),
-                text: training,
-            }],
-            ..sources.clone()
-        })?;
-        pairs.extend(held.iter().map(|&(i, d)| (i, classifier.classify(&d.text).label)));
+            .filter(|d| !in_corpus.contains(d.text.as_str()))
+            .map(|d| (d.text.clone(), d.label));
+        let training: Vec<(String, Label)> = corpus
+            .iter()
+            .cloned()
+            .chain(others)
+            .filter(|(text, _)| !unseen.contains(text.as_str()))
+            .collect();
+        let fold_classifier = classifier.trained_on(&training);
+        pairs.extend(held.iter().map(|&(i, d)| (i, fold_classifier.classify(&d.text).label)));
     }
     pairs.sort_unstable_by_key(|&(i, _)| i);
     let triples: Vec<(Label, Label, &str)> = pairs
@@ -155,19 +146,6 @@ pub fn cross_validate(sources: &Sources, data: &[Labelled], folds: usize) -> Res
         .map(|&(i, got)| (data[i].label, got, data[i].text.as_str()))
         .collect();
     Ok(report(&triples))
-}
-
-/// Each labelled line of the corpus files with its text.
-fn corpus_lines(files: &[SourceFile]) -> Vec<(String, &str)> {
-    #[derive(Deserialize)]
-    struct Text {
-        text: String,
-    }
-    files
-        .iter()
-        .flat_map(|f| f.text.lines())
-        .filter_map(|line| Some((serde_json::from_str::<Text>(line).ok()?.text, line)))
-        .collect()
 }
 
 fn ratio(a: usize, b: usize) -> f64 {

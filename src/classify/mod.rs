@@ -19,7 +19,8 @@ pub use entities::Entity;
 pub use matcher::Evidence;
 pub use normalize::{Truncation, MAX_CHARS};
 pub use rules::{Example, RuleSet};
-pub use source::{RuleError, RuleErrors, SourceFile, Sources};
+use source::SourceFile;
+pub use source::{RuleError, RuleErrors, Sources};
 pub use taxonomy::{Category, Label, Priority};
 
 use lexicon::Lexicon;
@@ -56,9 +57,9 @@ pub struct Explanation {
 }
 
 pub struct Classifier {
-    normalizer: Normalizer,
+    normalizer: Arc<Normalizer>,
     lexicon: Arc<Lexicon>,
-    rules: RuleSet,
+    rules: Arc<RuleSet>,
     /// Trained on the labelled corpus; `None` when there are no labelled messages.
     model: Option<Model>,
 }
@@ -76,19 +77,31 @@ impl Classifier {
         let normalizer = Normalizer::new(synonyms);
         let rules = RuleSet::compile(&sources.intents, &normalizer, &mut errors);
         let corpus = read_corpus(&sources.corpus, &mut errors);
-        let model = Model::train(
-            corpus
-                .iter()
-                .map(|(text, label)| (normalizer.normalize(text).text, *label)),
-        );
         match rules {
-            Some(rules) if errors.is_empty() => Ok(Classifier {
-                normalizer,
-                lexicon: Arc::new(lexicon),
-                rules,
-                model,
-            }),
+            Some(rules) if errors.is_empty() => {
+                let untrained = Classifier {
+                    normalizer: Arc::new(normalizer),
+                    lexicon: Arc::new(lexicon),
+                    rules: Arc::new(rules),
+                    model: None,
+                };
+                Ok(untrained.trained_on(&corpus))
+            }
             _ => Err(RuleErrors(errors)),
+        }
+    }
+
+    /// The same rules and dictionaries with a model learned from `labelled` instead: cross-validation
+    /// retrains without loading anything again.
+    pub fn trained_on(&self, labelled: &[(String, Label)]) -> Classifier {
+        let normalized = labelled
+            .iter()
+            .map(|(text, label)| (self.normalizer.normalize(text).text, *label));
+        Classifier {
+            normalizer: self.normalizer.clone(),
+            lexicon: self.lexicon.clone(),
+            rules: self.rules.clone(),
+            model: Model::train(normalized),
         }
     }
 
@@ -294,8 +307,8 @@ fn combine(rules: &[CategoryScore], model: &[f32; model::LABELS], weight: f32) -
 const RULE_FLOOR: f32 = -1.0;
 const RULE_CAP: f32 = 3.0;
 
-/// The labelled messages of the corpus; a line that cannot be read is an error naming it.
-fn read_corpus(files: &[SourceFile], errors: &mut Vec<RuleError>) -> Vec<(String, Label)> {
+/// The labelled messages of the corpus files; a line that cannot be read is an error naming it.
+pub fn read_corpus(files: &[SourceFile], errors: &mut Vec<RuleError>) -> Vec<(String, Label)> {
     let mut examples = Vec::new();
     for file in files {
         if !file.name.ends_with(".jsonl") {
