@@ -425,14 +425,14 @@ fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
     };
     for (first, t) in tokens.iter().enumerate() {
         // Runs of whole tokens from this one, while a rule word still begins with the run.
-        for last in first..tokens.len() {
+        for (last, closing) in tokens.iter().enumerate().skip(first) {
             let end = token_end(last);
             let (word, longer) = rules.index.walk(&text[t.start..end]);
             if let Some(word) = word {
                 hit(word, first, t.start, end);
             }
             // The run less the particles that close its last token.
-            let last_start = tokens[last].start;
+            let last_start = closing.start;
             let mut cut = end;
             while let Some(c) = text[last_start..cut].chars().next_back() {
                 cut -= c.len_utf8();
