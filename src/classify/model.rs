@@ -12,9 +12,12 @@
 //! enough to write here; the learners of the Rust ecosystem take dense matrices, which for tens of thousands
 //! of n-grams would cost gigabytes.
 
+mod runs;
+
 use rustc_hash::FxHashMap;
 
 use super::taxonomy::{Category, Label};
+use runs::{han, Han, Run, Runs};
 
 /// The labels the model scores: the categories in taxonomy order, then `none`.
 pub const LABELS: usize = Category::ALL.len() + 1;
@@ -34,22 +37,39 @@ pub fn slot(label: Label) -> usize {
 }
 
 pub struct Model {
-    /// The n-grams seen in training, by key (see [`for_each_ngram`]), to their row in `weights`.
-    index: FxHashMap<u64, u32>,
-    /// One row of [`LABELS`] weights a known n-gram: how much more its presence speaks for each label than for
-    /// the average one.
-    weights: Vec<[f32; LABELS]>,
+    /// The runs seen in training, each with its row in `weights`.
+    runs: Runs,
+    /// One row a known run: how much more its presence speaks for each label than for the average one, in
+    /// fixed point (see `scale`). Sixteen bits a weight keep a row in half a cache line.
+    weights: Vec<Row>,
+    /// A weight is `row[label] as f32 / scale`.
+    scale: f32,
     /// How many messages it learned from.
     messages: usize,
 }
+
+/// The weights of one run, a label a slot (see [`slot`]); the slots past [`LABELS`] stay zero.
+#[derive(Clone, Copy)]
+#[repr(align(32))]
+struct Row([i16; 16]);
+
+const _: () = assert!(LABELS <= 16, "a row holds a weight per label");
 
 /// What the model makes of one message.
 #[derive(Debug, Clone)]
 pub struct Judgement {
     /// Per label (see [`slot`]), standardized across labels: mean 0, standard deviation 1.
     pub scores: [f32; LABELS],
-    /// The known n-grams of the message, for [`Model::reasons`].
-    grams: Vec<(u32, usize, usize)>,
+    /// The known runs of the message, for [`Model::reasons`].
+    grams: Vec<Gram>,
+}
+
+/// A known run of a message: its row, and its byte range in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Gram {
+    row: u32,
+    start: u32,
+    end: u32,
 }
 
 impl Judgement {
@@ -101,17 +121,34 @@ impl Model {
         // Each row is centred on its mean: a judgement is standardized across labels, which a shift common to
         // all of them does not change, and a weight then says at once how much the n-gram favours its label
         // over the average one.
-        let weights = counts
+        let centred = |row: &[u32; LABELS]| -> [f64; LABELS] {
+            let w: [f64; LABELS] = std::array::from_fn(|l| totals[l].ln() - f64::from(complement(row, l)).ln());
+            let mean = w.iter().sum::<f64>() / LABELS as f64;
+            w.map(|w| w - mean)
+        };
+        let largest = counts.iter().flat_map(centred).fold(0.0f64, |m, w| m.max(w.abs()));
+        let scale = if largest > 0.0 {
+            f64::from(i16::MAX) / largest
+        } else {
+            1.0
+        };
+
+        let (keys, rows): (Vec<u64>, Vec<u32>) = index.into_iter().unzip();
+        let (runs, order) = Runs::build(&keys.iter().map(|&key| run(key)).collect::<Vec<_>>());
+        let weights = order
             .iter()
-            .map(|row| {
-                let w: [f64; LABELS] = std::array::from_fn(|l| totals[l].ln() - f64::from(complement(row, l)).ln());
-                let mean = w.iter().sum::<f64>() / LABELS as f64;
-                w.map(|w| (w - mean) as f32)
+            .map(|&i| {
+                let mut row = Row([0; 16]);
+                for (fixed, w) in row.0.iter_mut().zip(centred(&counts[rows[i] as usize])) {
+                    *fixed = (w * scale).round() as i16;
+                }
+                row
             })
             .collect();
         Some(Model {
-            index,
+            runs,
             weights,
+            scale: scale as f32,
             messages,
         })
     }
@@ -127,22 +164,49 @@ impl Model {
     }
 
     pub fn judge(&self, text: &str) -> Judgement {
-        let mut grams: Vec<(u32, usize, usize)> = Vec::with_capacity(text.len());
-        for_each_ngram(text, |key, start, end| {
-            let row = self.index.get(&key);
-            if let Some(&row) = row {
-                grams.push((row, start, end));
+        let mut grams: Vec<Gram> = Vec::with_capacity(text.len() / 2);
+        let mut push = |row: u32, start: usize, end: usize| {
+            grams.push(Gram {
+                row,
+                start: start as u32,
+                end: end as u32,
+            })
+        };
+        // The character before the current one and the known pair that ends with it, with where they start.
+        let mut before: Option<(Han, usize)> = None;
+        let mut pair_before: Option<(runs::Pair, usize)> = None;
+        for (start, c) in text.char_indices() {
+            let Some(c) = han(c) else {
+                (before, pair_before) = (None, None);
+                continue;
+            };
+            let end = start + 3;
+            // A run the model never saw cannot end a longer run it saw.
+            let pair = match self.runs.character(c) {
+                Some(row) => {
+                    push(row, start, end);
+                    before.and_then(|(b, from)| Some((self.runs.pair(b, c)?, from)))
+                }
+                None => None,
+            };
+            if let Some((pair, from)) = pair {
+                push(self.runs.pair_row(pair), from, end);
+                if let Some((row, from)) = pair_before.and_then(|(p, from)| Some((self.runs.triple(p, c)?, from))) {
+                    push(row, from, end);
+                }
             }
-            row.is_some()
-        });
-        grams.sort_unstable_by_key(|&(row, _, _)| row);
-        grams.dedup_by_key(|&mut (row, _, _)| row);
-        let mut sums = [0.0f32; LABELS];
-        for &(row, _, _) in &grams {
-            for (sum, w) in sums.iter_mut().zip(&self.weights[row as usize]) {
-                *sum += w;
+            (before, pair_before) = (Some((c, start)), pair);
+        }
+        // A run counts once however often it comes, as in training.
+        grams.sort_unstable_by_key(|g| g.row);
+        grams.dedup_by_key(|g| g.row);
+        let mut fixed = [0i32; 16];
+        for g in &grams {
+            for (sum, &w) in fixed.iter_mut().zip(&self.weights[g.row as usize].0) {
+                *sum += i32::from(w);
             }
         }
+        let sums: [f32; LABELS] = std::array::from_fn(|l| fixed[l] as f32 / self.scale);
         let mean = sums.iter().sum::<f32>() / LABELS as f32;
         let variance = sums.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / LABELS as f32;
         let sd = variance.sqrt();
@@ -158,17 +222,16 @@ impl Model {
     /// label, strongest first, at most `n`.
     pub fn reasons<'t>(&self, judgement: &Judgement, text: &'t str, label: Label, n: usize) -> Vec<&'t str> {
         let l = slot(label);
-        let mut lift: Vec<(f32, usize, usize)> = judgement
+        // Chinese characters take three bytes each: a run of more than three bytes has two or more.
+        let mut lift: Vec<(i16, u32, u32)> = judgement
             .grams
             .iter()
-            .map(|&(row, start, end)| (self.weights[row as usize][l], start, end))
-            .filter(|&(lift, start, end)| lift > 0.0 && text[start..end].chars().nth(1).is_some())
+            .map(|g| (self.weights[g.row as usize].0[l], g.start, g.end))
+            .filter(|&(lift, start, end)| lift > 0 && end - start > 3)
             .collect();
         // The strongest first (the earlier, then the shorter, of equals): a few picks, no need to sort them all.
-        let order = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
-            a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2))
-        };
-        let mut chosen: Vec<(usize, usize)> = Vec::with_capacity(n);
+        let order = |a: &(i16, u32, u32), b: &(i16, u32, u32)| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2));
+        let mut chosen: Vec<(u32, u32)> = Vec::with_capacity(n);
         while chosen.len() < n {
             let Some(at) = (0..lift.len()).max_by(|&a, &b| order(&lift[a], &lift[b])) else {
                 break;
@@ -179,15 +242,27 @@ impl Model {
                 chosen.push((start, end));
             }
         }
-        chosen.into_iter().map(|(s, e)| &text[s..e]).collect()
+        chosen.into_iter().map(|(s, e)| &text[s as usize..e as usize]).collect()
     }
+}
+
+/// The characters of a run from its key (see [`for_each_ngram`]).
+fn run(key: u64) -> Run {
+    // The key holds the newest character in its lowest bits: read backwards into reading order.
+    let mut chars: Vec<Han> = (0..MAX_GRAM)
+        .map(|n| ((key >> (21 * n)) & ((1 << 21) - 1)) as u32)
+        .take_while(|&code| code != 0)
+        .map(|code| (code - runs::HAN_FIRST) as Han)
+        .collect();
+    chars.reverse();
+    Run::new(&chars)
 }
 
 /// Whether `c` is a common Chinese character. The model learns from these alone: Latin letters and digits
 /// in driver messages are mostly plates, phone numbers, amounts and English words, which say little about the
 /// matter and much about the writer (rules and entities handle them).
 fn is_han(c: char) -> bool {
-    ('\u{4e00}'..='\u{9fff}').contains(&c)
+    han(c).is_some()
 }
 
 /// Hands `each` every run of one to [`MAX_GRAM`] Chinese characters in `text`, as (key, byte start, byte end).
@@ -266,6 +341,35 @@ mod tests {
         let reasons = model.reasons(&j, text, Label::Appeal(Category::Accident), 3);
         assert!(reasons.contains(&"受伤"), "{reasons:?}");
         assert!(reasons.iter().all(|r| r.chars().count() >= 2));
+    }
+
+    #[test]
+    fn a_message_is_judged_on_exactly_the_runs_seen_in_training() {
+        let trained = ["车翻了人受伤", "追尾了腿受伤了", "有货去太原"];
+        let model = Model::train(trained.map(|t| (t, Label::None))).expect("examples");
+        let mut seen = std::collections::HashSet::new();
+        for text in trained {
+            for_each_ngram(text, |_, s, e| seen.insert(&text[s..e]) || true);
+        }
+        // Known runs of one, two and three characters, unknown ones between them, and a break.
+        let text = "腿受伤了去太原 车翻人受伤了吧";
+        let mut expected: Vec<&str> = Vec::new();
+        for_each_ngram(text, |_, s, e| {
+            if seen.contains(&text[s..e]) && !expected.contains(&&text[s..e]) {
+                expected.push(&text[s..e]);
+            }
+            true
+        });
+        let mut judged: Vec<&str> = model
+            .judge(text)
+            .grams
+            .iter()
+            .map(|g| &text[g.start as usize..g.end as usize])
+            .collect();
+        expected.sort_unstable();
+        judged.sort_unstable();
+        assert_eq!(judged, expected);
+        assert!(judged.contains(&"受伤了") && judged.contains(&"去太原") && !judged.contains(&"翻人"));
     }
 
     #[test]
