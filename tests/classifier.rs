@@ -532,6 +532,27 @@ fn a_keyword_added_in_a_rules_dir_changes_the_label() {
     );
 }
 
+#[test]
+fn an_urgent_category_passes_at_its_own_lower_threshold() {
+    let rules = RulesDir::copy_of_intents("urgent-threshold");
+    // Two words no rule knows, one for an urgent category and one for an ordinary one, each weighing less
+    // than `threshold` (1.0) and more than `urgent_threshold` (0.7).
+    rules.append("accident.toml", "\n[[keywords]]\nweight = 0.8\nwords = [\"甲乙丙\"]\n");
+    rules.append("cargo.toml", "\n[[keywords]]\nweight = 0.8\nwords = [\"丁戊己\"]\n");
+    let load = |rules: &RulesDir| {
+        let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
+        Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("edited rules do not load:\n{e}"))
+    };
+
+    let edited = load(&rules);
+    assert_eq!(edited.classify("甲乙丙").label, appeal(Category::Accident));
+    assert_eq!(edited.classify("丁戊己").label, Label::None);
+
+    // Without its own threshold, an urgent category needs what every other does.
+    rules.edit_line("chatter.toml", "urgent_threshold = ", |_| String::new());
+    assert_eq!(load(&rules).classify("甲乙丙").label, Label::None);
+}
+
 /// Loads a rules dir that must fail and returns its errors as `file:line: message` lines.
 fn load_errors(rules: &RulesDir) -> Vec<String> {
     let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");

@@ -152,7 +152,6 @@ impl Classifier {
         let mut matcher = Matcher::new(&self.rules, &normalized.text, &tokens);
         let rule_scores = matcher.score();
         let settings = &self.rules.settings;
-        let threshold = settings.threshold;
         let judgement = self
             .model
             .as_ref()
@@ -169,7 +168,7 @@ impl Classifier {
         };
 
         // Several matters: the label is the most urgent one that passes; the others become secondary.
-        let passing = scores.iter().filter(|c| c.score >= threshold);
+        let passing = scores.iter().filter(|c| c.score >= settings.threshold_of(c.category));
         let best = passing
             .clone()
             .find(|c| c.category.is_urgent() && c.decisive)

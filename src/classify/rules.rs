@@ -115,6 +115,10 @@ struct ExamplesDef {
 pub struct Settings {
     /// The score an appeal needs, after chatter penalties.
     pub threshold: f32,
+    /// The score an accident, a threat to safety or a crisis needs: a missed one costs far more than a false
+    /// alarm. The same as `threshold` when not set.
+    #[serde(default)]
+    pub urgent_threshold: Option<f32>,
     /// Added to every category with evidence when the sender asks for help.
     pub help_boost: f32,
     /// The most that pleas for help can take off the chatter penalty.
@@ -130,6 +134,16 @@ pub struct Settings {
     /// proportion.
     #[serde(default = "default_model_full_grams")]
     pub model_full_grams: u32,
+}
+
+impl Settings {
+    /// The score `category` needs to make an appeal.
+    pub fn threshold_of(&self, category: Category) -> f32 {
+        match self.urgent_threshold {
+            Some(urgent) if category.is_urgent() => urgent,
+            _ => self.threshold,
+        }
+    }
 }
 
 fn default_model_full_grams() -> u32 {
