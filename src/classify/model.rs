@@ -349,7 +349,10 @@ mod tests {
         let model = Model::train(trained.map(|t| (t, Label::None))).expect("examples");
         let mut seen = std::collections::HashSet::new();
         for text in trained {
-            for_each_ngram(text, |_, s, e| seen.insert(&text[s..e]) || true);
+            for_each_ngram(text, |_, s, e| {
+                seen.insert(&text[s..e]);
+                true
+            });
         }
         // Known runs of one, two and three characters, unknown ones between them, and a break.
         let text = "腿受伤了去太原 车翻人受伤了吧";
