@@ -175,12 +175,12 @@ impl Model {
         // The character before the current one and the known pair that ends with it, with where they start.
         let mut before: Option<(Han, usize)> = None;
         let mut pair_before: Option<(runs::Pair, usize)> = None;
-        for (start, c) in text.char_indices() {
-            let Some(c) = han(c) else {
+        for (start, character) in text.char_indices() {
+            let Some(c) = han(character) else {
                 (before, pair_before) = (None, None);
                 continue;
             };
-            let end = start + 3;
+            let end = start + character.len_utf8();
             // A run the model never saw cannot end a longer run it saw.
             let pair = match self.runs.character(c) {
                 Some(row) => {
