@@ -413,7 +413,7 @@ const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', 
 /// longer word: 事故 is not in 事故车.
 fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
     let token_end = |t: usize| tokens.get(t + 1).map_or(text.len(), |next| next.start);
-    let mut hits = Vec::new();
+    let mut hits = Vec::with_capacity(tokens.len());
     let mut hit = |word: WordId, token: usize, start: usize, end: usize| {
         hits.push(Hit {
             word,

@@ -223,24 +223,21 @@ impl Model {
     pub fn reasons<'t>(&self, judgement: &Judgement, text: &'t str, label: Label, n: usize) -> Vec<&'t str> {
         let l = slot(label);
         // Chinese characters take three bytes each: a run of more than three bytes has two or more.
-        let mut lift: Vec<(i16, u32, u32)> = judgement
+        let candidates = judgement
             .grams
             .iter()
             .map(|g| (self.weights[g.row as usize].0[l], g.start, g.end))
-            .filter(|&(lift, start, end)| lift > 0 && end - start > 3)
-            .collect();
-        // The strongest first (the earlier, then the shorter, of equals): a few picks, no need to sort them all.
+            .filter(|&(lift, start, end)| lift > 0 && end - start > 3);
+        // Overlapping runs say the same thing twice: each pick is the strongest run (the earlier, then the
+        // shorter, of equals) that overlaps none picked before. A few picks: no need to sort them all.
         let order = |a: &(i16, u32, u32), b: &(i16, u32, u32)| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2));
         let mut chosen: Vec<(u32, u32)> = Vec::with_capacity(n);
         while chosen.len() < n {
-            let Some(at) = (0..lift.len()).max_by(|&a, &b| order(&lift[a], &lift[b])) else {
+            let apart = |&(_, start, end): &(i16, u32, u32)| chosen.iter().all(|&(s, e)| end <= s || e <= start);
+            let Some((_, start, end)) = candidates.clone().filter(apart).max_by(order) else {
                 break;
             };
-            let (_, start, end) = lift.swap_remove(at);
-            // Overlapping n-grams say the same thing twice: keep the stronger.
-            if chosen.iter().all(|&(s, e)| end <= s || e <= start) {
-                chosen.push((start, end));
-            }
+            chosen.push((start, end));
         }
         chosen.into_iter().map(|(s, e)| &text[s as usize..e as usize]).collect()
     }
@@ -249,13 +246,15 @@ impl Model {
 /// The characters of a run from its key (see [`for_each_ngram`]).
 fn run(key: u64) -> Run {
     // The key holds the newest character in its lowest bits: read backwards into reading order.
-    let mut chars: Vec<Han> = (0..MAX_GRAM)
-        .map(|n| ((key >> (21 * n)) & ((1 << 21) - 1)) as u32)
-        .take_while(|&code| code != 0)
-        .map(|code| (code - runs::HAN_FIRST) as Han)
-        .collect();
-    chars.reverse();
-    Run::new(&chars)
+    let codes = (0..MAX_GRAM).map(|n| ((key >> (21 * n)) & ((1 << 21) - 1)) as u32);
+    let mut chars = [0; MAX_GRAM];
+    let mut len = 0;
+    for (slot, code) in chars.iter_mut().zip(codes.take_while(|&code| code != 0)) {
+        *slot = (code - runs::HAN_FIRST) as Han;
+        len += 1;
+    }
+    chars[..len].reverse();
+    Run::new(&chars[..len])
 }
 
 /// Whether `c` is a common Chinese character. The model learns from these alone: Latin letters and digits
