@@ -116,8 +116,7 @@ fn on_corpus_messages_its_model_never_saw_the_classifier_still_does_well() {
 fn without_its_model_the_rules_alone_decide() {
     let rules = RulesDir::copy_of_intents("rules-only");
     rules.edit_line("chatter.toml", "model_weight", |_| "model_weight = 0".into());
-    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
-    let classifier = Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("rules do not load:\n{e}"));
+    let classifier = load(&rules);
     let text = "车翻了 人卡在里面 快来人";
 
     let with_model = classify(text);
@@ -521,8 +520,7 @@ fn a_keyword_added_in_a_rules_dir_changes_the_label() {
     rules.append("other.toml", "\n[[keywords]]\nweight = 1.1\nwords = [\"积分落户\"]\n");
     let message = "积分落户要啥材料";
 
-    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
-    let edited = Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("edited rules do not load:\n{e}"));
+    let edited = load(&rules);
 
     assert_eq!(edited.classify(message).label, appeal(Category::Other));
     assert_eq!(
@@ -539,11 +537,6 @@ fn an_urgent_category_passes_at_its_own_lower_threshold() {
     // than `threshold` (1.0) and more than `urgent_threshold` (0.7).
     rules.append("accident.toml", "\n[[keywords]]\nweight = 0.8\nwords = [\"甲乙丙\"]\n");
     rules.append("cargo.toml", "\n[[keywords]]\nweight = 0.8\nwords = [\"丁戊己\"]\n");
-    let load = |rules: &RulesDir| {
-        let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
-        Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("edited rules do not load:\n{e}"))
-    };
-
     let edited = load(&rules);
     assert_eq!(edited.classify("甲乙丙").label, appeal(Category::Accident));
     assert_eq!(edited.classify("丁戊己").label, Label::None);
@@ -551,6 +544,12 @@ fn an_urgent_category_passes_at_its_own_lower_threshold() {
     // Without its own threshold, an urgent category needs what every other does.
     rules.edit_line("chatter.toml", "urgent_threshold = ", |_| String::new());
     assert_eq!(load(&rules).classify("甲乙丙").label, Label::None);
+}
+
+/// Loads a rules dir that must load.
+fn load(rules: &RulesDir) -> Classifier {
+    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
+    Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("rules do not load:\n{e}"))
 }
 
 /// Loads a rules dir that must fail and returns its errors as `file:line: message` lines.
@@ -616,8 +615,7 @@ fn a_failing_example_is_reported_with_its_file_and_line() {
         let rest = &l["match = [".len()..];
         format!("match = [\n  \"今天天气不错 大家出车注意安全\",{rest}")
     });
-    let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");
-    let classifier = Classifier::from_sources(&sources).unwrap_or_else(|e| panic!("edited rules do not load:\n{e}"));
+    let classifier = load(&rules);
 
     let failures = classifier.check_examples();
 

@@ -82,7 +82,7 @@ impl Judgement {
 impl Model {
     /// Trains on normalized texts with their labels; `None` when there is nothing to learn from.
     pub fn train<S: AsRef<str>>(examples: impl IntoIterator<Item = (S, Label)>) -> Option<Model> {
-        let mut index: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut index: FxHashMap<Run, u32> = FxHashMap::default();
         let mut counts: Vec<[u32; LABELS]> = Vec::new();
         let mut messages = 0;
         let mut grams = Vec::new();
@@ -90,15 +90,12 @@ impl Model {
             let l = slot(label);
             messages += 1;
             grams.clear();
-            for_each_ngram(text.as_ref(), |key, _, _| {
-                grams.push(key);
-                true
-            });
+            for_each_ngram(text.as_ref(), |run, _, _| grams.push(run));
             grams.sort_unstable();
             grams.dedup();
-            for &key in &grams {
+            for &run in &grams {
                 let next = counts.len() as u32;
-                let row = *index.entry(key).or_insert(next);
+                let row = *index.entry(run).or_insert(next);
                 if row == next {
                     counts.push([0; LABELS]);
                 }
@@ -133,8 +130,8 @@ impl Model {
             1.0
         };
 
-        let (keys, rows): (Vec<u64>, Vec<u32>) = index.into_iter().unzip();
-        let (runs, order) = Runs::build(&keys.iter().map(|&key| run(key)).collect::<Vec<_>>());
+        let (known, rows): (Vec<Run>, Vec<u32>) = index.into_iter().unzip();
+        let (runs, order) = Runs::build(&known);
         let weights = order
             .iter()
             .map(|&i| {
@@ -243,50 +240,30 @@ impl Model {
     }
 }
 
-/// The characters of a run from its key (see [`for_each_ngram`]).
-fn run(key: u64) -> Run {
-    // The key holds the newest character in its lowest bits: read backwards into reading order.
-    let codes = (0..MAX_GRAM).map(|n| ((key >> (21 * n)) & ((1 << 21) - 1)) as u32);
-    let mut chars = [0; MAX_GRAM];
-    let mut len = 0;
-    for (slot, code) in chars.iter_mut().zip(codes.take_while(|&code| code != 0)) {
-        *slot = (code - runs::HAN_FIRST) as Han;
-        len += 1;
-    }
-    chars[..len].reverse();
-    Run::new(&chars[..len])
-}
-
-/// Whether `c` is a common Chinese character. The model learns from these alone: Latin letters and digits
-/// in driver messages are mostly plates, phone numbers, amounts and English words, which say little about the
-/// matter and much about the writer (rules and entities handle them).
-fn is_han(c: char) -> bool {
-    han(c).is_some()
-}
-
-/// Hands `each` every run of one to [`MAX_GRAM`] Chinese characters in `text`, as (key, byte start, byte end).
-/// The key packs the characters' code points, 21 bits each: it names the run exactly, with no string to hash.
-/// Runs that end at the same character come shortest first, and `each` says whether to go on to the longer
-/// ones: a run the model never saw cannot end a longer run it saw.
-fn for_each_ngram(text: &str, mut each: impl FnMut(u64, usize, usize) -> bool) {
-    // The run of Chinese characters that ends at the current one, as (code point, byte start), newest first.
-    let mut run = [(0u64, 0usize); MAX_GRAM];
+/// Hands `each` every run of one to [`MAX_GRAM`] Chinese characters in `text`, with its byte range. The
+/// model learns from these alone: Latin letters and digits in driver messages are mostly plates, phone
+/// numbers, amounts and English words, which say little about the matter and much about the writer (rules
+/// and entities handle them).
+fn for_each_ngram(text: &str, mut each: impl FnMut(Run, usize, usize)) {
+    // The Chinese characters up to the current one and where each starts, oldest first.
+    let mut chars: [Han; MAX_GRAM] = [0; MAX_GRAM];
+    let mut starts = [0usize; MAX_GRAM];
     let mut len = 0;
     for (start, c) in text.char_indices() {
-        if !is_han(c) {
+        let Some(h) = han(c) else {
             len = 0;
             continue;
+        };
+        if len == MAX_GRAM {
+            chars.copy_within(1.., 0);
+            starts.copy_within(1.., 0);
+            len -= 1;
         }
-        run.copy_within(..MAX_GRAM - 1, 1);
-        run[0] = (u64::from(c), start);
-        len = (len + 1).min(MAX_GRAM);
+        (chars[len], starts[len]) = (h, start);
+        len += 1;
         let end = start + c.len_utf8();
-        let mut key = 0;
-        for (n, &(code, from)) in run[..len].iter().enumerate() {
-            key |= code << (21 * n);
-            if !each(key, from, end) {
-                break;
-            }
+        for from in (0..len).rev() {
+            each(Run::new(&chars[from..len]), starts[from], end);
         }
     }
 }
@@ -350,7 +327,6 @@ mod tests {
         for text in trained {
             for_each_ngram(text, |_, s, e| {
                 seen.insert(&text[s..e]);
-                true
             });
         }
         // Known runs of one, two and three characters, unknown ones between them, and a break.
@@ -360,7 +336,6 @@ mod tests {
             if seen.contains(&text[s..e]) && !expected.contains(&&text[s..e]) {
                 expected.push(&text[s..e]);
             }
-            true
         });
         let mut judged: Vec<&str> = model
             .judge(text)
@@ -391,16 +366,12 @@ mod tests {
     fn ngrams_are_runs_of_chinese_characters_counted_in_characters_not_bytes() {
         let text = "货 车a欠款3800";
         let mut grams: Vec<&str> = Vec::new();
-        for_each_ngram(text, |_, s, e| {
-            grams.push(&text[s..e]);
-            true
-        });
+        for_each_ngram(text, |_, s, e| grams.push(&text[s..e]));
         grams.sort_unstable();
         assert_eq!(grams, ["欠", "欠款", "款", "货", "车"]);
         let mut keys = std::collections::HashSet::new();
-        for_each_ngram("运满满", |key, _, _| {
-            keys.insert(key);
-            true
+        for_each_ngram("运满满", |run, _, _| {
+            keys.insert(run);
         });
         assert_eq!(keys.len(), 5, "运, 满, 运满, 满满, 运满满: the repeated 满 is one");
     }

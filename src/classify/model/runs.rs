@@ -36,7 +36,7 @@ pub struct Runs {
 }
 
 /// The characters of one run, in reading order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Run {
     /// The number of characters: the shorter runs sort first.
     len: u8,
