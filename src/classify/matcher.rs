@@ -221,11 +221,9 @@ impl<'r, 't> Matcher<'r, 't> {
 
     /// The words that made a pattern fire, or `None`.
     fn fires(&self, p: &Pattern) -> Option<Vec<WordId>> {
-        // A word that only vetoes is safe to find anywhere, word boundary or not (工伤 in 工伤认定).
-        if p.unless
-            .iter()
-            .any(|&w| self.text.contains(&self.rules.words[w as usize]))
-        {
+        // Most candidates lack a word of some group: that is known from the bits of the words found alone.
+        let found = |w: &WordId| self.found[*w as usize / 64] & (1 << (w % 64)) != 0;
+        if !p.all.iter().all(|group| group.iter().any(found)) {
             return None;
         }
         let mut words = Vec::new();
@@ -248,6 +246,13 @@ impl<'r, 't> Matcher<'r, 't> {
                 .find(|&(_, pos)| rest.iter().all(|g| near(g, pos).is_some()))?;
             words.push(w0);
             words.extend(rest.iter().filter_map(|g| near(g, pos)));
+        }
+        // A word that only vetoes is safe to find anywhere, word boundary or not (工伤 in 工伤认定).
+        if p.unless
+            .iter()
+            .any(|&w| self.text.contains(&self.rules.words[w as usize]))
+        {
+            return None;
         }
         Some(words)
     }

@@ -344,7 +344,12 @@ impl RuleSet {
 
 fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keyword]) -> Vec<Vec<Posting>> {
     let mut postings = vec![Vec::new(); words];
-    let pattern_words = |p: &Pattern| p.any.iter().chain(p.all.iter().flatten()).copied().collect::<Vec<_>>();
+    // A pattern fires only when a word of each of its groups is found: it is a candidate when a word of
+    // its smallest group is, and the other groups' words need not lead to it.
+    let pattern_words = |p: &Pattern| {
+        let groups = (!p.any.is_empty()).then_some(&p.any).into_iter().chain(&p.all);
+        groups.min_by_key(|g| g.len()).cloned().unwrap_or_default()
+    };
     for (i, intent) in intents.iter().enumerate() {
         let intent_id = i as u16;
         for (index, k) in intent.keywords.iter().enumerate() {
