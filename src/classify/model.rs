@@ -385,6 +385,33 @@ mod tests {
     }
 
     #[test]
+    fn a_run_counts_once_a_message_in_training_and_in_judging() {
+        let repeated = Model::train([
+            ("受伤 受伤 受伤了", Label::Appeal(Category::Accident)),
+            ("有货 有货", Label::None),
+        ])
+        .expect("examples");
+        let once = Model::train([
+            ("受伤 受伤了", Label::Appeal(Category::Accident)),
+            ("有货", Label::None),
+        ])
+        .expect("examples");
+        for text in ["受伤了", "受伤 受伤 有货", "有货吗"] {
+            assert_eq!(repeated.judge(text).scores, once.judge(text).scores, "{text}");
+        }
+    }
+
+    #[test]
+    fn judging_one_message_leaves_nothing_behind_for_the_next() {
+        let model = toy();
+        let first = model.judge("兄弟翻车了 受伤很重");
+        model.judge("运费拖了三个月 有货去太原 车翻了");
+        let again = model.judge("兄弟翻车了 受伤很重");
+        assert_eq!(first.scores, again.scores);
+        assert_eq!(first.known(), again.known());
+    }
+
+    #[test]
     fn text_it_never_saw_scores_nothing() {
         let model = toy();
         let j = model.judge("🙂 xyz");
