@@ -257,9 +257,9 @@ impl<'r, 't> Matcher<'r, 't> {
         Some(words)
     }
 
-    fn evidence_of(&self, rule: String, words: &[WordId], weight: f32) -> Evidence {
+    fn evidence_of(&self, rule: &str, words: &[WordId], weight: f32) -> Evidence {
         Evidence {
-            rule,
+            rule: rule.to_owned(),
             words: words.iter().map(|&w| self.text(w)).collect(),
             weight: round(weight),
         }
@@ -277,10 +277,10 @@ impl<'r, 't> Matcher<'r, 't> {
         let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
         if help > 0.0 {
             let words: Vec<WordId> = pleas.iter().map(|(_, w)| *w).collect();
-            shared.push(self.evidence_of("help".into(), &words, help));
+            shared.push(self.evidence_of("help", &words, help));
         }
         if !help_negated.is_empty() {
-            shared.push(self.evidence_of("help/negated".into(), &help_negated, 0.0));
+            shared.push(self.evidence_of("help/negated", &help_negated, 0.0));
         }
 
         let (mut hard, mut soft) = (0.0, 0.0);
@@ -288,7 +288,7 @@ impl<'r, 't> Matcher<'r, 't> {
         for p in chatter {
             if let Some(words) = self.fires(p) {
                 *(if p.help_cancels { &mut soft } else { &mut hard }) += p.weight;
-                shared.push(self.evidence_of(format!("chatter:{}", p.name), &words, -p.weight));
+                shared.push(self.evidence_of(&p.rule, &words, -p.weight));
             }
         }
         self.help = help;
@@ -341,7 +341,6 @@ impl<'r, 't> Matcher<'r, 't> {
     fn judge(&self, i: u16, mut evidence: Option<&mut Vec<Evidence>>) -> Option<Judgement> {
         let settings = &self.rules.settings;
         let intent = &self.rules.intents[i as usize];
-        let c = intent.category;
         let keywords = of_intent(&self.candidates.keywords, i).map(|k| &intent.keywords[k]);
         let (found, negated) = self.keywords(keywords);
         let mut score = 0.0;
@@ -354,11 +353,11 @@ impl<'r, 't> Matcher<'r, 't> {
             };
             score += counted;
             if let Some(ev) = evidence.as_deref_mut() {
-                ev.push(self.evidence_of(format!("{c}/keyword"), &[word], counted));
+                ev.push(self.evidence_of(&intent.keyword_rule, &[word], counted));
             }
         }
         if let (Some(ev), false) = (evidence.as_deref_mut(), negated.is_empty()) {
-            ev.push(self.evidence_of(format!("{c}/negated"), &negated, 0.0));
+            ev.push(self.evidence_of(&intent.negated_rule, &negated, 0.0));
         }
         let phrases = of_intent(&self.candidates.phrases, i).map(|k| &intent.phrases[k]);
         for p in phrases {
@@ -366,7 +365,7 @@ impl<'r, 't> Matcher<'r, 't> {
                 score += p.weight;
                 decisive = true;
                 if let Some(ev) = evidence.as_deref_mut() {
-                    ev.push(self.evidence_of(format!("{c}/phrase:{}", p.name), &words, p.weight));
+                    ev.push(self.evidence_of(&p.rule, &words, p.weight));
                 }
             }
         }
@@ -380,7 +379,7 @@ impl<'r, 't> Matcher<'r, 't> {
                 decisive = false;
                 score -= p.weight;
                 if let Some(ev) = evidence.as_deref_mut() {
-                    ev.push(self.evidence_of(format!("{c}/exclude:{}", p.name), &words, -p.weight));
+                    ev.push(self.evidence_of(&p.rule, &words, -p.weight));
                 }
             }
         }
@@ -399,7 +398,7 @@ impl<'r, 't> Matcher<'r, 't> {
             let words: Vec<WordId> = u.words.iter().copied().filter(|&w| self.has(w)).collect();
             if !words.is_empty() && u.priority < priority {
                 priority = u.priority;
-                evidence = Some(self.evidence_of(format!("{category}/urgent:{}", u.priority), &words, 0.0));
+                evidence = Some(self.evidence_of(&u.rule, &words, 0.0));
             }
         }
         (priority, evidence)

@@ -161,7 +161,8 @@ pub struct Keyword {
 
 #[derive(Debug)]
 pub struct Pattern {
-    pub name: String,
+    /// What its evidence is called: `chatter:ad`, `accident/phrase:driver_hurt`.
+    pub rule: String,
     pub weight: f32,
     pub any: Vec<WordId>,
     pub all: Vec<Vec<WordId>>,
@@ -172,6 +173,8 @@ pub struct Pattern {
 
 #[derive(Debug)]
 pub struct Urgent {
+    /// What its evidence is called: `accident/urgent:P1`.
+    pub rule: String,
     pub priority: Priority,
     pub words: Vec<WordId>,
 }
@@ -186,6 +189,27 @@ pub struct Intent {
     pub phrases: Vec<Pattern>,
     pub excludes: Vec<Pattern>,
     pub urgent: Vec<Urgent>,
+    /// What the evidence of its keywords, found and negated, is called: `accident/keyword`, `accident/negated`.
+    pub keyword_rule: String,
+    pub negated_rule: String,
+}
+
+/// Where a pattern stands in the rule files, which names its evidence.
+#[derive(Clone, Copy)]
+enum PatternKind {
+    Phrase(Category),
+    Exclude(Category),
+    Chatter,
+}
+
+impl PatternKind {
+    fn rule(self, name: &str) -> String {
+        match self {
+            PatternKind::Phrase(c) => format!("{c}/phrase:{name}"),
+            PatternKind::Exclude(c) => format!("{c}/exclude:{name}"),
+            PatternKind::Chatter => format!("chatter:{name}"),
+        }
+    }
 }
 
 /// An example message from a rule file, and what the classifier must make of it.
@@ -459,7 +483,7 @@ impl Builder<'_> {
         out
     }
 
-    fn pattern(&mut self, file: &SourceFile, def: &PatternDef, in_chatter: bool) -> Pattern {
+    fn pattern(&mut self, file: &SourceFile, def: &PatternDef, kind: PatternKind) -> Pattern {
         let at = def.name.span().start;
         if def.any.is_empty() && def.all.is_empty() {
             self.errors.push(file.error_at(
@@ -473,7 +497,7 @@ impl Builder<'_> {
                 format!("pattern {:?} has an empty group in `all`", def.name.get_ref()),
             ));
         }
-        if def.help_cancels.is_some() && !in_chatter {
+        if def.help_cancels.is_some() && !matches!(kind, PatternKind::Chatter) {
             self.errors
                 .push(file.error_at(at, "`help_cancels` belongs to chatter patterns only"));
         }
@@ -483,7 +507,7 @@ impl Builder<'_> {
                 .push(file.error_at(def.weight.span().start, format!("weight {weight} must be positive")));
         }
         Pattern {
-            name: def.name.get_ref().clone(),
+            rule: kind.rule(def.name.get_ref()),
             weight,
             any: self.word_list(file, &def.any),
             all: def.all.iter().map(|group| self.word_list(file, group)).collect(),
@@ -564,23 +588,38 @@ impl Builder<'_> {
             priority: def.priority.unwrap_or(category.default_priority()),
             ack: def.ack,
             keywords: keywords.into_iter().map(|(k, _)| k).collect(),
-            phrases: def.phrase.iter().map(|p| self.pattern(file, p, false)).collect(),
-            excludes: def.exclude.iter().map(|p| self.pattern(file, p, false)).collect(),
+            phrases: def
+                .phrase
+                .iter()
+                .map(|p| self.pattern(file, p, PatternKind::Phrase(category)))
+                .collect(),
+            excludes: def
+                .exclude
+                .iter()
+                .map(|p| self.pattern(file, p, PatternKind::Exclude(category)))
+                .collect(),
             urgent: def
                 .urgent
                 .iter()
                 .map(|u| Urgent {
+                    rule: format!("{category}/urgent:{}", u.priority),
                     priority: u.priority,
                     words: self.word_list(file, &u.words),
                 })
                 .collect(),
+            keyword_rule: format!("{category}/keyword"),
+            negated_rule: format!("{category}/negated"),
         };
         self.examples(file, &def.examples, Label::Appeal(category));
         Some(intent)
     }
 
     fn chatter(&mut self, file: &SourceFile, def: ChatterFile) -> ChatterParts {
-        let patterns = def.pattern.iter().map(|p| self.pattern(file, p, true)).collect();
+        let patterns = def
+            .pattern
+            .iter()
+            .map(|p| self.pattern(file, p, PatternKind::Chatter))
+            .collect();
         let help = self.keywords(file, &def.help).into_iter().map(|(k, _)| k).collect();
         let negators = def
             .negation
