@@ -147,7 +147,7 @@ impl<'r, 't> Matcher<'r, 't> {
     }
 
     fn of(&self, word: WordId) -> &[Hit] {
-        if self.found[word as usize / 64] & (1 << (word % 64)) == 0 {
+        if !self.has(word) {
             return &[];
         }
         let from = self.hits.partition_point(|h| h.word < word);
@@ -156,7 +156,7 @@ impl<'r, 't> Matcher<'r, 't> {
     }
 
     fn has(&self, word: WordId) -> bool {
-        !self.of(word).is_empty()
+        self.found[word as usize / 64] & (1 << (word % 64)) != 0
     }
 
     fn text(&self, word: WordId) -> String {
@@ -222,8 +222,7 @@ impl<'r, 't> Matcher<'r, 't> {
     /// The words that made a pattern fire, or `None`.
     fn fires(&self, p: &Pattern) -> Option<Vec<WordId>> {
         // Most candidates lack a word of some group: that is known from the bits of the words found alone.
-        let found = |w: &WordId| self.found[*w as usize / 64] & (1 << (w % 64)) != 0;
-        if !p.all.iter().all(|group| group.iter().any(found)) {
+        if !p.all.iter().all(|group| group.iter().any(|&w| self.has(w))) {
             return None;
         }
         let mut words = Vec::new();

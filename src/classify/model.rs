@@ -118,11 +118,15 @@ impl Model {
 
         // The complement of a label: every message of the other labels. An n-gram speaks for a label when
         // it is rare in its complement.
-        let complement = |row: &[u32; LABELS], l: usize| (row.iter().sum::<u32>() - row[l]) as f32 + ALPHA;
+        let complements = |row: &[u32; LABELS]| {
+            let sum = row.iter().sum::<u32>();
+            row.map(|count| sum - count)
+        };
+        let smoothed = |complement: u32| f64::from(complement as f32 + ALPHA);
         let mut totals = [0.0f64; LABELS];
         for row in &counts {
-            for (l, total) in totals.iter_mut().enumerate() {
-                *total += f64::from(complement(row, l));
+            for (total, complement) in totals.iter_mut().zip(complements(row)) {
+                *total += smoothed(complement);
             }
         }
         // Each row is centred on its mean: a judgement is standardized across labels, which a shift common to
@@ -131,10 +135,10 @@ impl Model {
         // Complement counts are whole numbers up to the number of messages: their logarithms are looked up,
         // not computed for each of a hundred thousand rows and every label twice.
         let ln_totals = totals.map(f64::ln);
-        let ln_count: Vec<f64> = (0..=messages).map(|n| f64::from(n as f32 + ALPHA).ln()).collect();
+        let ln_smoothed: Vec<f64> = (0..=messages as u32).map(|n| smoothed(n).ln()).collect();
         let centred = |row: &[u32; LABELS]| -> [f64; LABELS] {
-            let sum = row.iter().sum::<u32>();
-            let w: [f64; LABELS] = std::array::from_fn(|l| ln_totals[l] - ln_count[(sum - row[l]) as usize]);
+            let complements = complements(row);
+            let w: [f64; LABELS] = std::array::from_fn(|l| ln_totals[l] - ln_smoothed[complements[l] as usize]);
             let mean = w.iter().sum::<f64>() / LABELS as f64;
             w.map(|w| w - mean)
         };
