@@ -7,7 +7,6 @@ use std::sync::LazyLock;
 
 use chinese_number::{ChineseCountMethod, ChineseToNumber};
 use regex::Regex;
-use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use super::matcher::Token;
@@ -102,22 +101,18 @@ const MONEY_CONTEXT: &[&str] = &[
     "罚", "赔", "扣", "欠", "补", "交", "花", "收", "给", "费", "钱", "押金", "工资", "要",
 ];
 
-pub fn extract(
-    text: &str,
-    tokens: &[Token<'_>],
-    platforms: &FxHashSet<String>,
-    highways: &FxHashSet<String>,
-) -> Vec<Entity> {
+pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
     let mut found: Vec<(usize, Entity)> = Vec::new();
-    // Plates, phones, highway codes and amounts in digits all need a digit; most messages have none.
-    let with_digits = if text.bytes().any(|b| b.is_ascii_digit()) {
-        text
-    } else {
-        ""
-    };
+    // Plates, phones, highway codes and amounts in digits all need a digit, and most messages have none;
+    // a phone number needs eleven, a plate a letter too, a highway code a g or an s (or 国道).
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    let letters = digits > 0 && text.bytes().any(|b| b.is_ascii_lowercase());
+    let highway_letters = digits > 0 && text.bytes().any(|b| b == b'g' || b == b's');
+    let only_if = |needed: bool| if needed { text } else { "" };
+    let with_digits = only_if(digits > 0);
     let mut taken: Vec<(usize, usize)> = Vec::new();
 
-    for c in PLATE.captures_iter(with_digits) {
+    for c in PLATE.captures_iter(only_if(letters)) {
         let m = c.get(0).expect("whole match");
         let rest = &c[3];
         if !rest.bytes().any(|b| b.is_ascii_digit()) || alnum_at(text, m.end()) {
@@ -133,7 +128,7 @@ pub fn extract(
             },
         ));
     }
-    for m in PHONE.find_iter(with_digits) {
+    for m in PHONE.find_iter(only_if(digits >= 11)) {
         if digit_before(text, m.start()) || digit_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
@@ -147,7 +142,7 @@ pub fn extract(
             },
         ));
     }
-    for m in HIGHWAY.find_iter(with_digits) {
+    for m in HIGHWAY.find_iter(only_if(digits > 0 && (highway_letters || text.contains("国道")))) {
         if alnum_before(text, m.start()) || alnum_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
@@ -212,12 +207,13 @@ pub fn extract(
     }
 
     let mut seen: Vec<&str> = Vec::new();
+    // Names of one character are too ambiguous to be names.
     for t in tokens.iter().filter(|t| t.text.len() > 3) {
-        let entity = if platforms.contains(t.text) {
+        let entity = if t.marks.platform {
             Entity::Platform {
                 text: t.text.to_owned(),
             }
-        } else if highways.contains(t.text) {
+        } else if t.marks.highway {
             Entity::Highway {
                 text: t.text.to_owned(),
             }

@@ -20,7 +20,18 @@ pub struct Token<'a> {
     pub pos: u32,
     /// Spaces and punctuation: negation does not reach across them.
     pub is_break: bool,
-    pub is_stop: bool,
+    /// What the dictionaries and the rules know the token's text as.
+    pub marks: Marks,
+}
+
+/// What a word is known as, looked up once for each token: a stop word, a negator (没, 不是…), the name of
+/// a freight platform or of a highway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    pub stop: bool,
+    pub negator: bool,
+    pub platform: bool,
+    pub highway: bool,
 }
 
 /// A rule word found at a token boundary.
@@ -173,10 +184,10 @@ impl<'r, 't> Matcher<'r, 't> {
             }
             // 没了 is "gone" (油箱盖没了), not "not".
             let gone = before.get(i + 1).is_some_and(|next| next.text == "了");
-            if self.rules.negators.contains(t.text) && !gone {
+            if t.marks.negator && !gone {
                 return true;
             }
-            if !t.is_stop {
+            if !t.marks.stop {
                 seen += 1;
                 if seen >= self.rules.negation_scope {
                     return false;
@@ -407,60 +418,42 @@ impl<'r, 't> Matcher<'r, 't> {
 /// Particles that segmentation sometimes glues to a word (活不下去了): they do not hide it.
 const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', '呢', '哦', '的', '么'];
 
-/// The rule words in the text where segmentation agrees they are words, walking the tokens rather than
-/// searching the text for every rule word.
+/// The rule words in the text where segmentation agrees they are words: one pass of the word automaton finds
+/// every occurrence, and the token boundaries decide which count.
 ///
-/// A word counts where it spans whole tokens; where it ends a compound of which it is the head (开锅 in
-/// 水箱开锅), unless the compound is a rule word of its own (着火 does not count in 打不着火); and where only
-/// particles follow it inside its last token (活不下去 in 活不下去了). It never counts as the start of a
-/// longer word: 事故 is not in 事故车.
+/// A word counts where it spans whole tokens; where only particles follow it inside its last token (活不下去
+/// in 活不下去了); and where it ends a compound of which it is the head (开锅 in 水箱开锅), unless the compound
+/// is a rule word of its own (着火 does not count in 打不着火). It never counts as the start of a longer word:
+/// 事故 is not in 事故车.
 fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
+    // The token holding byte `at`, and where that token ends.
+    let token_of = |at: usize| tokens.partition_point(|t| t.start <= at) - 1;
     let token_end = |t: usize| tokens.get(t + 1).map_or(text.len(), |next| next.start);
     let mut hits = Vec::with_capacity(tokens.len());
-    let mut hit = |word: WordId, token: usize, start: usize, end: usize| {
-        hits.push(Hit {
-            word,
-            token: token as u32,
-            pos: tokens[token].pos,
-            start: start as u32,
-            end: end as u32,
-        })
-    };
-    for (first, t) in tokens.iter().enumerate() {
-        // Runs of whole tokens from this one, while a rule word still begins with the run.
-        for (last, closing) in tokens.iter().enumerate().skip(first) {
-            let end = token_end(last);
-            let (word, longer) = rules.index.walk(&text[t.start..end]);
-            if let Some(word) = word {
-                hit(word, first, t.start, end);
-            }
-            // The run less the particles that close its last token.
-            let last_start = closing.start;
-            let mut cut = end;
-            while let Some(c) = text[last_start..cut].chars().next_back() {
-                cut -= c.len_utf8();
-                if !TRAILING_PARTICLES.contains(&c) || cut == last_start {
-                    break;
-                }
-                let run = &text[t.start..cut];
-                if let (Some(word), true) = (rules.index.get(run), run.chars().nth(1).is_some()) {
-                    hit(word, first, t.start, cut);
-                }
-            }
-            if !longer {
-                break;
-            }
-        }
-        // The heads of a compound that is no rule word itself: its endings of two characters or more.
-        let end = token_end(first);
-        let compound = &text[t.start..end];
-        if compound.chars().nth(2).is_some() && rules.index.get(compound).is_none() {
-            let heads = compound.char_indices().skip(1).map(|(at, _)| t.start + at);
-            for start in heads.take_while(|&at| text[at..end].chars().nth(1).is_some()) {
-                if let Some(word) = rules.index.get(&text[start..end]) {
-                    hit(word, first, start, end);
-                }
-            }
+    for o in rules.index.occurrences(text) {
+        let (first, last) = (token_of(o.start), token_of(o.end - 1));
+        let last_end = token_end(last);
+        let two_chars = || text[o.start..o.end].chars().nth(1).is_some();
+        let counts = if tokens[first].start == o.start {
+            // Whole tokens, or whole tokens but for the particles that close the last one.
+            o.end == last_end || (text[o.end..last_end].chars().all(|c| TRAILING_PARTICLES.contains(&c)) && two_chars())
+        } else {
+            // The head of a compound of three characters or more that is no rule word itself.
+            let compound = &text[tokens[first].start..last_end];
+            first == last
+                && o.end == last_end
+                && two_chars()
+                && compound.chars().nth(2).is_some()
+                && rules.index.get(compound).is_none()
+        };
+        if counts {
+            hits.push(Hit {
+                word: o.word,
+                token: first as u32,
+                pos: tokens[first].pos,
+                start: o.start as u32,
+                end: o.end as u32,
+            });
         }
     }
     hits
@@ -472,5 +465,7 @@ pub fn round(x: f32) -> f32 {
 
 /// Whether a token is only spaces and punctuation.
 pub fn is_break(token: &str) -> bool {
-    token.chars().all(|c| c.is_whitespace() || is_punctuation(c))
+    // Most tokens start with a Chinese character.
+    !token.starts_with(|c| ('\u{4E00}'..='\u{9FFF}').contains(&c))
+        && token.chars().all(|c| c.is_whitespace() || is_punctuation(c))
 }

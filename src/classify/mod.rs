@@ -13,6 +13,8 @@ pub mod taxonomy;
 
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use serde::Serialize;
 
 pub use entities::Entity;
@@ -24,7 +26,7 @@ pub use source::{RuleError, RuleErrors, Sources};
 pub use taxonomy::{Category, Label, Priority};
 
 use lexicon::Lexicon;
-use matcher::{is_break, round, CategoryScore, Matcher, Token};
+use matcher::{is_break, round, CategoryScore, Marks, Matcher, Token};
 use model::Model;
 use normalize::{Normalizer, Synonyms};
 
@@ -60,6 +62,8 @@ pub struct Classifier {
     normalizer: Arc<Normalizer>,
     lexicon: Arc<Lexicon>,
     rules: Arc<RuleSet>,
+    /// The words the dictionaries and the rules mark, for one lookup a token.
+    marks: Arc<FxHashMap<String, Marks>>,
     /// Trained on the labelled corpus; `None` when there are no labelled messages.
     model: Option<Model>,
 }
@@ -79,7 +83,9 @@ impl Classifier {
         let corpus = read_corpus(&sources.corpus, &mut errors);
         match rules {
             Some(rules) if errors.is_empty() => {
+                let marks = Arc::new(marks(&lexicon, &rules));
                 let untrained = Classifier {
+                    marks,
                     normalizer: Arc::new(normalizer),
                     lexicon: Arc::new(lexicon),
                     rules: Arc::new(rules),
@@ -101,6 +107,7 @@ impl Classifier {
             normalizer: self.normalizer.clone(),
             lexicon: self.lexicon.clone(),
             rules: self.rules.clone(),
+            marks: self.marks.clone(),
             model: Model::train(normalized),
         }
     }
@@ -213,12 +220,7 @@ impl Classifier {
             });
         }
 
-        let entities = entities::extract(
-            &normalized.text,
-            &tokens,
-            &self.lexicon.platforms,
-            &self.lexicon.highways,
-        );
+        let entities = entities::extract(&normalized.text, &tokens);
         let classification = Classification {
             label,
             priority,
@@ -239,15 +241,18 @@ impl Classifier {
         let mut tokens = Vec::with_capacity(cut.len());
         for t in cut {
             let is_break = is_break(t.word);
-            let is_stop = !is_break && self.lexicon.stopwords.contains(t.word);
+            let marks = match is_break {
+                true => Marks::default(),
+                false => self.marks.get(t.word).copied().unwrap_or_default(),
+            };
             tokens.push(Token {
                 text: t.word,
                 start: t.byte_start,
                 pos,
                 is_break,
-                is_stop,
+                marks,
             });
-            if !is_break && !is_stop {
+            if !is_break && !marks.stop {
                 pos += 1;
             }
         }
@@ -278,6 +283,24 @@ impl Classifier {
             })
             .collect()
     }
+}
+
+/// The marks of every word the dictionaries or the rules name.
+fn marks(lexicon: &Lexicon, rules: &RuleSet) -> FxHashMap<String, Marks> {
+    let mut marks: FxHashMap<String, Marks> = FxHashMap::default();
+    for w in &lexicon.stopwords {
+        marks.entry(w.clone()).or_default().stop = true;
+    }
+    for w in &rules.negators {
+        marks.entry(w.clone()).or_default().negator = true;
+    }
+    for w in &lexicon.platforms {
+        marks.entry(w.clone()).or_default().platform = true;
+    }
+    for w in &lexicon.highways {
+        marks.entry(w.clone()).or_default().highway = true;
+    }
+    marks
 }
 
 /// The rules' scores and the model's, as one score a category on the rules' scale: the rules' own (capped,

@@ -55,16 +55,20 @@ impl Synonyms {
         }
     }
 
-    pub fn apply(&self, text: &str) -> String {
+    pub fn apply(&self, text: String) -> String {
         let Some(automaton) = &self.automaton else {
-            return text.to_owned();
+            return text;
         };
+        let mut matches = automaton.find_iter(&text).peekable();
+        if matches.peek().is_none() {
+            return text;
+        }
         let mut out = String::with_capacity(text.len() + 8);
         let mut copied = 0;
-        for m in automaton.find_iter(text) {
+        for m in matches {
             let id = m.pattern().as_usize();
             // ASCII variants (pinyin initials such as `lb`) only count as whole ASCII words.
-            if self.ascii[id] && !is_whole_ascii_word(text, m.start(), m.end()) {
+            if self.ascii[id] && !is_whole_ascii_word(&text, m.start(), m.end()) {
                 continue;
             }
             out.push_str(&text[copied..m.start()]);
@@ -135,34 +139,54 @@ impl Normalizer {
     }
 
     pub fn normalize(&self, raw: &str) -> Normalized {
-        let original_chars = raw.chars().count();
-        let (kept, truncated) = match raw.char_indices().nth(MAX_CHARS) {
+        // A character takes a byte at least: a text of no more bytes than the limit has no more characters.
+        let cut = (raw.len() > MAX_CHARS)
+            .then(|| raw.char_indices().nth(MAX_CHARS))
+            .flatten();
+        let (kept, truncated) = match cut {
             Some((cut, _)) => (
                 &raw[..cut],
                 Some(Truncation {
-                    original_chars,
+                    original_chars: raw.chars().count(),
                     kept_chars: MAX_CHARS,
                 }),
             ),
             None => (raw, None),
         };
 
-        // NFKC is only needed for full-width and other compatibility forms; most text has none.
-        // ASCII and CJK ideographs are NFKC-stable: the table lookups are for the rest.
-        let stable = kept
-            .chars()
-            .all(|c| c.is_ascii() || ('\u{4E00}'..='\u{9FFF}').contains(&c));
-        let (folded, emoji) = match stable || is_nfkc_quick(kept.chars()) == IsNormalized::Yes {
-            true => fold(kept.chars(), kept.len()),
-            false => fold(kept.nfkc(), kept.len()),
-        };
-        let trimmed = folded.trim_end();
-        let text = if self.may_be_traditional(trimmed) {
-            self.synonyms.apply(&self.t2s.convert(trimmed))
+        // Most messages are Chinese characters, ASCII and full-width punctuation, whose NFKC forms are known
+        // one character at a time; the normalization tables are for the rest.
+        let (folded, emoji) = if kept.chars().all(|c| common_nfkc(c).is_some()) {
+            fold(kept.chars().filter_map(common_nfkc), kept.len())
+        } else if is_nfkc_quick(kept.chars()) == IsNormalized::Yes {
+            fold(kept.chars(), kept.len())
         } else {
-            self.synonyms.apply(trimmed)
+            fold(kept.nfkc(), kept.len())
         };
+        let mut folded = folded;
+        folded.truncate(folded.trim_end().len());
+        let simplified = if self.may_be_traditional(&folded) {
+            self.t2s.convert(&folded)
+        } else {
+            folded
+        };
+        let text = self.synonyms.apply(simplified);
         Normalized { text, truncated, emoji }
+    }
+}
+
+/// The NFKC form of the characters most messages are made of, or `None` for any other: ASCII, the CJK
+/// Unified Ideographs and the common Chinese punctuation are their own forms, full-width ASCII and the
+/// ideographic space become half-width. None of them composes with a neighbour, so a text of them alone
+/// normalizes character by character.
+fn common_nfkc(c: char) -> Option<char> {
+    match c {
+        '\0'..='\x7F' | '\u{4E00}'..='\u{9FFF}' | '、' | '。' | '〈'..='】' | '—' | '‘' | '’' | '“' | '”' | '·' => {
+            Some(c)
+        }
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
+        '\u{3000}' => Some(' '),
+        _ => None,
     }
 }
 
@@ -173,6 +197,12 @@ fn fold(chars: impl Iterator<Item = char>, capacity: usize) -> (String, usize) {
     let mut folded = String::with_capacity(capacity);
     let mut last: Option<char> = None;
     for c in chars {
+        // Chinese characters, most of every message, are kept as they are.
+        if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
+            folded.push(c);
+            last = Some(c);
+            continue;
+        }
         let c = if c.is_control() || c.is_whitespace() {
             ' '
         } else if is_emoji(c) {
@@ -293,6 +323,32 @@ mod tests {
             "club里",
             "lb inside a longer word is not 老板"
         );
+    }
+
+    #[test]
+    fn the_common_characters_take_their_nfkc_forms() {
+        let blocks = [
+            '\0'..='\u{7F}',
+            '\u{2000}'..='\u{206F}',
+            '\u{3000}'..='\u{303F}',
+            '\u{4E00}'..='\u{9FFF}',
+        ];
+        let common: Vec<char> = blocks
+            .into_iter()
+            .flatten()
+            .chain('\u{FF00}'..='\u{FFEF}')
+            .chain(['·'])
+            .filter(|&c| common_nfkc(c).is_some())
+            .collect();
+        assert!(common.len() > 21_000 && common.contains(&'，') && common.contains(&'【'));
+        for c in common {
+            let nfkc: String = c.to_string().nfkc().collect();
+            assert_eq!(
+                Some(nfkc.as_str()),
+                common_nfkc(c).map(String::from).as_deref(),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

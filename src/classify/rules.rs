@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use toml::Spanned;
@@ -250,37 +251,48 @@ pub struct RuleSet {
     pub examples: Vec<Example>,
 }
 
-/// The rule words by their text, with every start of one: the matcher extends a run of tokens only while
-/// some rule word still begins with it.
-pub struct WordIndex(FxHashMap<String, Entry>);
+/// The rule words by their text: one automaton finds every occurrence of every rule word in a message in a
+/// single pass, and the matcher keeps those that segmentation agrees are words.
+pub struct WordIndex {
+    automaton: AhoCorasick,
+    ids: FxHashMap<String, WordId>,
+}
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Entry {
-    word: Option<WordId>,
-    /// A longer rule word begins with this text.
-    longer: bool,
+/// One occurrence of a rule word in a text: its id and byte range.
+#[derive(Debug, Clone, Copy)]
+pub struct Occurrence {
+    pub word: WordId,
+    pub start: usize,
+    pub end: usize,
 }
 
 impl WordIndex {
     fn new(words: &[String]) -> WordIndex {
-        let mut map: FxHashMap<String, Entry> = FxHashMap::default();
-        for (id, word) in words.iter().enumerate() {
-            map.entry(word.clone()).or_default().word = Some(id as WordId);
-            for (at, _) in word.char_indices().skip(1) {
-                map.entry(word[..at].to_owned()).or_default().longer = true;
-            }
-        }
-        WordIndex(map)
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(words)
+            .expect("rule words are validated non-empty strings");
+        let ids = words
+            .iter()
+            .enumerate()
+            .map(|(id, w)| (w.clone(), id as WordId))
+            .collect();
+        WordIndex { automaton, ids }
     }
 
     /// The rule word spelled `text`, if there is one.
     pub fn get(&self, text: &str) -> Option<WordId> {
-        self.0.get(text).and_then(|e| e.word)
+        self.ids.get(text).copied()
     }
 
-    /// The rule word spelled `text`, and whether a longer rule word begins with it.
-    pub fn walk(&self, text: &str) -> (Option<WordId>, bool) {
-        self.0.get(text).map_or((None, false), |e| (e.word, e.longer))
+    /// Every occurrence of every rule word in `text`, overlapping ones included, in order of their ends.
+    pub fn occurrences<'t>(&'t self, text: &'t str) -> impl Iterator<Item = Occurrence> + 't {
+        self.automaton.find_overlapping_iter(text).map(|m| Occurrence {
+            word: m.pattern().as_u32(),
+            start: m.start(),
+            end: m.end(),
+        })
     }
 }
 
