@@ -418,41 +418,53 @@ impl<'r, 't> Matcher<'r, 't> {
 /// Particles that segmentation sometimes glues to a word (活不下去了): they do not hide it.
 const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', '呢', '哦', '的', '么'];
 
-/// The rule words in the text where segmentation agrees they are words: one pass of the word automaton finds
-/// every occurrence, and the token boundaries decide which count.
+/// The rule words in the text where segmentation agrees they are words, found by walking the word trie from
+/// each token.
 ///
 /// A word counts where it spans whole tokens; where only particles follow it inside its last token (活不下去
 /// in 活不下去了); and where it ends a compound of which it is the head (开锅 in 水箱开锅), unless the compound
 /// is a rule word of its own (着火 does not count in 打不着火). It never counts as the start of a longer word:
 /// 事故 is not in 事故车.
 fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
-    // The token holding byte `at`, and where that token ends.
+    // The token holding byte `at`, and where a token ends.
     let token_of = |at: usize| tokens.partition_point(|t| t.start <= at) - 1;
     let token_end = |t: usize| tokens.get(t + 1).map_or(text.len(), |next| next.start);
     let mut hits = Vec::with_capacity(tokens.len());
-    for o in rules.index.occurrences(text) {
-        let (first, last) = (token_of(o.start), token_of(o.end - 1));
-        let last_end = token_end(last);
-        let two_chars = || text[o.start..o.end].chars().nth(1).is_some();
-        let counts = if tokens[first].start == o.start {
-            // Whole tokens, or whole tokens but for the particles that close the last one.
-            o.end == last_end || (text[o.end..last_end].chars().all(|c| TRAILING_PARTICLES.contains(&c)) && two_chars())
-        } else {
-            // The head of a compound of three characters or more that is no rule word itself.
-            let compound = &text[tokens[first].start..last_end];
-            first == last
-                && o.end == last_end
-                && two_chars()
-                && compound.chars().nth(2).is_some()
-                && rules.index.get(compound).is_none()
-        };
-        if counts {
+    for (first, t) in tokens.iter().enumerate() {
+        let mut hit = |word: WordId, start: usize, end: usize| {
             hits.push(Hit {
-                word: o.word,
+                word,
                 token: first as u32,
-                pos: tokens[first].pos,
-                start: o.start as u32,
-                end: o.end as u32,
+                pos: t.pos,
+                start: start as u32,
+                end: end as u32,
+            })
+        };
+        let own_end = token_end(first);
+        let mut is_word = false;
+        rules.index.walk(text, t.start, |word, end| {
+            is_word |= end == own_end;
+            let last_end = token_end(token_of(end - 1));
+            // Whole tokens, or whole tokens but for the particles that close the last one.
+            let counts = end == last_end
+                || (text[end..last_end].chars().all(|c| TRAILING_PARTICLES.contains(&c))
+                    && text[t.start..end].chars().nth(1).is_some());
+            if counts {
+                hit(word, t.start, end);
+            }
+        });
+        // The heads of a compound of three characters or more that is no rule word itself: its endings of
+        // two characters or more.
+        let compound = &text[t.start..own_end];
+        if is_word || compound.chars().nth(2).is_none() {
+            continue;
+        }
+        let heads = compound.char_indices().skip(1).map(|(at, _)| t.start + at);
+        for start in heads.take_while(|&at| text[at..own_end].chars().nth(1).is_some()) {
+            rules.index.walk(&text[..own_end], start, |word, end| {
+                if end == own_end {
+                    hit(word, start, end);
+                }
             });
         }
     }

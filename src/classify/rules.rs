@@ -4,9 +4,8 @@
 //! the word index, and rules then look their words up by id. The file format is in the README ("How the rules
 //! work").
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use toml::Spanned;
@@ -251,48 +250,93 @@ pub struct RuleSet {
     pub examples: Vec<Example>,
 }
 
-/// The rule words by their text: one automaton finds every occurrence of every rule word in a message in a
-/// single pass, and the matcher keeps those that segmentation agrees are words.
+/// The rule words as a trie of characters: the matcher walks it from each token, and most walks end after a
+/// character or two. The root's children are hashed (thousands of first characters), a deeper node's are
+/// a short sorted slice; the whole trie is a few hundred kilobytes, small enough to stay in cache.
 pub struct WordIndex {
-    automaton: AhoCorasick,
-    ids: FxHashMap<String, WordId>,
+    nodes: Vec<Node>,
+    root: FxHashMap<char, u32>,
+    /// `edges[node.from..node.to]`: a node's children with their characters, sorted.
+    edges: Vec<(char, u32)>,
 }
 
-/// One occurrence of a rule word in a text: its id and byte range.
 #[derive(Debug, Clone, Copy)]
-pub struct Occurrence {
-    pub word: WordId,
-    pub start: usize,
-    pub end: usize,
+struct Node {
+    /// The rule word spelled by the path to this node.
+    word: Option<WordId>,
+    from: u32,
+    to: u32,
 }
 
 impl WordIndex {
     fn new(words: &[String]) -> WordIndex {
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(words)
-            .expect("rule words are validated non-empty strings");
-        let ids = words
+        // Built with maps of children, then laid out flat.
+        let mut children: Vec<BTreeMap<char, u32>> = vec![BTreeMap::new()];
+        let mut ends: Vec<Option<WordId>> = vec![None];
+        for (id, word) in words.iter().enumerate() {
+            let mut node = 0;
+            for c in word.chars() {
+                let next = children.len() as u32;
+                node = *children[node].entry(c).or_insert(next) as usize;
+                if node == children.len() {
+                    children.push(BTreeMap::new());
+                    ends.push(None);
+                }
+            }
+            ends[node] = Some(id as WordId);
+        }
+        let mut edges = Vec::new();
+        let nodes = children
             .iter()
+            .zip(&ends)
             .enumerate()
-            .map(|(id, w)| (w.clone(), id as WordId))
+            .map(|(n, (kids, &word))| {
+                let from = edges.len() as u32;
+                if n != 0 {
+                    edges.extend(kids.iter().map(|(&c, &child)| (c, child)));
+                }
+                Node {
+                    word,
+                    from,
+                    to: edges.len() as u32,
+                }
+            })
             .collect();
-        WordIndex { automaton, ids }
+        let root = children[0].iter().map(|(&c, &child)| (c, child)).collect();
+        WordIndex { nodes, root, edges }
     }
 
     /// The rule word spelled `text`, if there is one.
     pub fn get(&self, text: &str) -> Option<WordId> {
-        self.ids.get(text).copied()
+        let mut found = None;
+        self.walk(text, 0, |word, end| {
+            if end == text.len() {
+                found = Some(word);
+            }
+        });
+        found
     }
 
-    /// Every occurrence of every rule word in `text`, overlapping ones included, in order of their ends.
-    pub fn occurrences<'t>(&'t self, text: &'t str) -> impl Iterator<Item = Occurrence> + 't {
-        self.automaton.find_overlapping_iter(text).map(|m| Occurrence {
-            word: m.pattern().as_u32(),
-            start: m.start(),
-            end: m.end(),
-        })
+    /// Hands `each` every rule word that `text` has at byte `from`, shortest first, with where it ends.
+    pub fn walk(&self, text: &str, from: usize, mut each: impl FnMut(WordId, usize)) {
+        let mut chars = text[from..].char_indices();
+        let Some(mut node) = chars.next().and_then(|(_, c)| self.root.get(&c)) else {
+            return;
+        };
+        let mut end = from + text[from..].chars().next().map_or(0, char::len_utf8);
+        loop {
+            let n = self.nodes[*node as usize];
+            if let Some(word) = n.word {
+                each(word, end);
+            }
+            let Some((at, c)) = chars.next() else { return };
+            let kids = &self.edges[n.from as usize..n.to as usize];
+            let Ok(i) = kids.binary_search_by(|&(k, _)| k.cmp(&c)) else {
+                return;
+            };
+            node = &kids[i].1;
+            end = from + at + c.len_utf8();
+        }
     }
 }
 
@@ -641,5 +685,31 @@ impl Builder<'_> {
             .collect();
         self.examples(file, &def.examples, Label::None);
         (patterns, help, negators, def.negation.scope, def.settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_trie_finds_every_word_at_a_place_shortest_first() {
+        let words = ["事故", "事故车", "车", "着火", "g5", "120"].map(String::from);
+        let index = WordIndex::new(&words);
+        let text = "g5事故车着火打120";
+        let found_at = |from: usize| {
+            let mut found = Vec::new();
+            index.walk(text, from, |word, end| found.push((words[word as usize].as_str(), end)));
+            found
+        };
+        assert_eq!(found_at(0), [("g5", 2)]);
+        assert_eq!(found_at(2), [("事故", 8), ("事故车", 11)]);
+        assert_eq!(found_at(5), [], "故 starts no word");
+        assert_eq!(found_at(8), [("车", 11)]);
+        assert_eq!(found_at(text.len() - 3), [("120", text.len())]);
+        assert_eq!(index.get("事故车"), Some(1));
+        assert_eq!(index.get("事故车着"), None);
+        assert_eq!(index.get("事"), None, "the start of a word is no word");
+        assert_eq!(index.get(""), None);
     }
 }
