@@ -125,7 +125,7 @@ fn without_its_model_the_rules_alone_decide() {
     assert_eq!(with_model.label, appeal(Category::Accident));
     assert_eq!(rules_only.label, appeal(Category::Accident));
     assert!(
-        with_model.evidence.iter().any(|e| e.rule == "accident/model"),
+        with_model.evidence.iter().any(|e| &*e.rule == "accident/model"),
         "{:?}",
         with_model.evidence
     );
@@ -162,7 +162,7 @@ fn rule_words(text: &str) -> Vec<String> {
         .evidence
         .into_iter()
         .filter(|e| !e.rule.ends_with("/model"))
-        .flat_map(|e| e.words)
+        .flat_map(|e| e.words.into_iter().map(|w| w.to_string()))
         .collect()
 }
 
@@ -294,7 +294,7 @@ fn evidence_names_the_rules_that_fired_and_the_words_that_made_them_fire() {
     let accident = classify("我表哥在高速上被大车撞了，现在人在医院抢救");
     let ad = classify("专业追讨运费工资欠款，不成功不收费，加微信详谈");
 
-    let accident_rules: Vec<&str> = accident.evidence.iter().map(|e| e.rule.as_str()).collect();
+    let accident_rules: Vec<&str> = accident.evidence.iter().map(|e| &*e.rule).collect();
     assert!(accident_rules.iter().all(|r| !r.is_empty()), "{accident_rules:?}");
     assert!(
         accident_rules.iter().any(|r| r.starts_with("accident/")),
@@ -308,7 +308,7 @@ fn evidence_names_the_rules_that_fired_and_the_words_that_made_them_fire() {
         "the collision word is evidence: {:?}",
         accident.evidence
     );
-    let ad_rule = ad.evidence.iter().find(|e| e.rule == "chatter:ad");
+    let ad_rule = ad.evidence.iter().find(|e| &*e.rule == "chatter:ad");
     assert!(
         ad_rule.is_some_and(|e| e.weight < 0.0),
         "the ad pattern counts against: {:?}",

@@ -5,6 +5,8 @@
 //! every category; a plea for help takes back from the chatter penalty, except for patterns such as ads
 //! that no plea can redeem.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::normalize::is_punctuation;
@@ -48,8 +50,8 @@ struct Hit {
 /// Why a message got its label: one rule that fired, the words that made it fire, and what it weighed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
-    pub rule: String,
-    pub words: Vec<String>,
+    pub rule: Arc<str>,
+    pub words: Vec<Arc<str>>,
     pub weight: f32,
 }
 
@@ -170,7 +172,7 @@ impl<'r, 't> Matcher<'r, 't> {
         self.found[word as usize / 64] & (1 << (word % 64)) != 0
     }
 
-    fn text(&self, word: WordId) -> String {
+    fn text(&self, word: WordId) -> Arc<str> {
         self.rules.words[word as usize].clone()
     }
 
@@ -260,16 +262,16 @@ impl<'r, 't> Matcher<'r, 't> {
         // A word that only vetoes is safe to find anywhere, word boundary or not (工伤 in 工伤认定).
         if p.unless
             .iter()
-            .any(|&w| self.text.contains(&self.rules.words[w as usize]))
+            .any(|&w| self.text.contains(&*self.rules.words[w as usize]))
         {
             return None;
         }
         Some(words)
     }
 
-    fn evidence_of(&self, rule: &str, words: &[WordId], weight: f32) -> Evidence {
+    fn evidence_of(&self, rule: &Arc<str>, words: &[WordId], weight: f32) -> Evidence {
         Evidence {
-            rule: rule.to_owned(),
+            rule: rule.clone(),
             words: words.iter().map(|&w| self.text(w)).collect(),
             weight: round(weight),
         }
@@ -287,10 +289,10 @@ impl<'r, 't> Matcher<'r, 't> {
         let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
         if help > 0.0 {
             let words: Vec<WordId> = pleas.iter().map(|(_, w)| *w).collect();
-            shared.push(self.evidence_of("help", &words, help));
+            shared.push(self.evidence_of(&Arc::from("help"), &words, help));
         }
         if !help_negated.is_empty() {
-            shared.push(self.evidence_of("help/negated", &help_negated, 0.0));
+            shared.push(self.evidence_of(&Arc::from("help/negated"), &help_negated, 0.0));
         }
 
         let (mut hard, mut soft) = (0.0, 0.0);

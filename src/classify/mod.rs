@@ -64,6 +64,8 @@ pub struct Classifier {
     rules: Arc<RuleSet>,
     /// The words the dictionaries and the rules mark, for one lookup a token.
     marks: Arc<FxHashMap<String, Marks>>,
+    /// The name of the model's evidence for each label (see [`model::slot`]).
+    model_rules: Arc<[Arc<str>]>,
     /// Trained on the labelled corpus; `None` when there are no labelled messages.
     model: Option<Model>,
 }
@@ -84,8 +86,10 @@ impl Classifier {
         match rules {
             Some(rules) if errors.is_empty() => {
                 let marks = Arc::new(marks(&lexicon, &rules));
+                let labels = Category::ALL.iter().map(|&c| Label::Appeal(c)).chain([Label::None]);
                 let untrained = Classifier {
                     marks,
+                    model_rules: labels.map(|label| Arc::from(format!("{label}/model"))).collect(),
                     normalizer: Arc::new(normalizer),
                     lexicon: Arc::new(lexicon),
                     rules: Arc::new(rules),
@@ -108,6 +112,7 @@ impl Classifier {
             lexicon: self.lexicon.clone(),
             rules: self.rules.clone(),
             marks: self.marks.clone(),
+            model_rules: self.model_rules.clone(),
             model: Model::train(normalized),
         }
     }
@@ -210,11 +215,11 @@ impl Classifier {
                 Label::None => j.scores[none] - scores.first().map_or(0.0, |c| j.scores[c.category as usize]),
             };
             evidence.push(Evidence {
-                rule: format!("{label}/model"),
+                rule: self.model_rules[model::slot(label)].clone(),
                 words: model
                     .reasons(j, &normalized.text, label, 3)
                     .into_iter()
-                    .map(str::to_owned)
+                    .map(Arc::from)
                     .collect(),
                 weight: round(weight * lift),
             });

@@ -44,7 +44,7 @@ impl Synonyms {
         let automaton = (!pairs.is_empty()).then(|| {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::DFA))
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
                 .build(pairs.iter().map(|(variant, _)| variant))
                 .expect("synonym variants are validated non-empty strings")
         });

@@ -5,6 +5,7 @@
 //! work").
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
@@ -162,7 +163,7 @@ pub struct Keyword {
 #[derive(Debug)]
 pub struct Pattern {
     /// What its evidence is called: `chatter:ad`, `accident/phrase:driver_hurt`.
-    pub rule: String,
+    pub rule: Arc<str>,
     pub weight: f32,
     pub any: Vec<WordId>,
     pub all: Vec<Vec<WordId>>,
@@ -174,7 +175,7 @@ pub struct Pattern {
 #[derive(Debug)]
 pub struct Urgent {
     /// What its evidence is called: `accident/urgent:P1`.
-    pub rule: String,
+    pub rule: Arc<str>,
     pub priority: Priority,
     pub words: Vec<WordId>,
 }
@@ -190,8 +191,8 @@ pub struct Intent {
     pub excludes: Vec<Pattern>,
     pub urgent: Vec<Urgent>,
     /// What the evidence of its keywords, found and negated, is called: `accident/keyword`, `accident/negated`.
-    pub keyword_rule: String,
-    pub negated_rule: String,
+    pub keyword_rule: Arc<str>,
+    pub negated_rule: Arc<str>,
 }
 
 /// Where a pattern stands in the rule files, which names its evidence.
@@ -235,7 +236,8 @@ pub enum Posting {
 }
 
 pub struct RuleSet {
-    pub words: Vec<String>,
+    /// Shared with the evidence that names them.
+    pub words: Vec<Arc<str>>,
     /// For each word, the rules that use it (not counting `unless` lists).
     pub postings: Vec<Vec<Posting>>,
     /// Word text to id, for the matcher's walk over the tokens.
@@ -410,7 +412,7 @@ impl RuleSet {
         Some(RuleSet {
             postings,
             index: WordIndex::new(&b.words),
-            words: b.words,
+            words: b.words.into_iter().map(Arc::from).collect(),
             intents,
             chatter: patterns,
             help,
@@ -563,7 +565,7 @@ impl Builder<'_> {
                 .push(file.error_at(def.weight.span().start, format!("weight {weight} must be positive")));
         }
         Pattern {
-            rule: kind.rule(def.name.get_ref()),
+            rule: kind.rule(def.name.get_ref()).into(),
             weight,
             any: self.word_list(file, &def.any),
             all: def.all.iter().map(|group| self.word_list(file, group)).collect(),
@@ -658,13 +660,13 @@ impl Builder<'_> {
                 .urgent
                 .iter()
                 .map(|u| Urgent {
-                    rule: format!("{category}/urgent:{}", u.priority),
+                    rule: format!("{category}/urgent:{}", u.priority).into(),
                     priority: u.priority,
                     words: self.word_list(file, &u.words),
                 })
                 .collect(),
-            keyword_rule: format!("{category}/keyword"),
-            negated_rule: format!("{category}/negated"),
+            keyword_rule: format!("{category}/keyword").into(),
+            negated_rule: format!("{category}/negated").into(),
         };
         self.examples(file, &def.examples, Label::Appeal(category));
         Some(intent)
