@@ -21,11 +21,12 @@ pub fn han(c: char) -> Option<Han> {
 }
 
 pub struct Runs {
-    /// The row of each single character, or [`UNKNOWN`].
-    characters: Box<[u32]>,
-    /// `seconds[second_from[c]..second_from[c + 1]]`: the characters seen after `c`, sorted. A pair's
-    /// position in `seconds` is its id.
-    second_from: Box<[u32]>,
+    /// For each character, its row (or [`UNKNOWN`]) and where the characters seen after it start in
+    /// `seconds`, side by side: judging looks up a character's row and, a character later, its followers.
+    /// One entry more than there are characters ends the last one's followers.
+    heads: Box<[Head]>,
+    /// `seconds[heads[c].second_from..heads[c + 1].second_from]`: the characters seen after `c`, sorted. A
+    /// pair's position in `seconds` is its id.
     seconds: Box<[Han]>,
     /// `thirds[third_from[p]..third_from[p + 1]]`: the characters seen after the pair with id `p`, sorted.
     third_from: Box<[u32]>,
@@ -33,6 +34,12 @@ pub struct Runs {
     /// The rows of pairs start here, after those of single characters; the rows of triples after them.
     first_pair_row: u32,
     first_triple_row: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Head {
+    row: u32,
+    second_from: u32,
 }
 
 /// The characters of one run, in reading order.
@@ -73,18 +80,23 @@ impl Runs {
         order.sort_unstable_by_key(|&i| runs[i]);
         let of_length = |n: usize| order.iter().copied().filter(move |&i| usize::from(runs[i].len) == n);
 
-        let mut characters = vec![UNKNOWN; HANS].into_boxed_slice();
-        let mut singles = 0;
-        for (row, i) in of_length(1).enumerate() {
-            characters[usize::from(runs[i].chars[0])] = row as u32;
-            singles += 1;
-        }
         let pairs: Vec<&[Han]> = of_length(2).map(|i| runs[i].chars()).collect();
         let second_from = offsets(HANS, pairs.iter().map(|p| usize::from(p[0])));
+        let mut heads: Box<[Head]> = second_from
+            .iter()
+            .map(|&second_from| Head {
+                row: UNKNOWN,
+                second_from,
+            })
+            .collect();
+        let mut singles = 0;
+        for (row, i) in of_length(1).enumerate() {
+            heads[usize::from(runs[i].chars[0])].row = row as u32;
+            singles += 1;
+        }
         let seconds = pairs.iter().map(|p| p[1]).collect();
         let mut trie = Runs {
-            characters,
-            second_from,
+            heads,
             seconds,
             third_from: Box::new([]),
             thirds: Box::new([]),
@@ -104,14 +116,14 @@ impl Runs {
 
     /// The row of a single character.
     pub fn character(&self, c: Han) -> Option<u32> {
-        Some(self.characters[usize::from(c)]).filter(|&row| row != UNKNOWN)
+        Some(self.heads[usize::from(c)].row).filter(|&row| row != UNKNOWN)
     }
 
     /// The pair `first second`, if known.
     pub fn pair(&self, first: Han, second: Han) -> Option<Pair> {
         let c = usize::from(first);
-        let from = self.second_from[c] as usize;
-        let at = find(&self.seconds[from..self.second_from[c + 1] as usize], second)?;
+        let from = self.heads[c].second_from as usize;
+        let at = find(&self.seconds[from..self.heads[c + 1].second_from as usize], second)?;
         Some(Pair((from + at) as u32))
     }
 
