@@ -44,7 +44,7 @@ impl Synonyms {
         let automaton = (!pairs.is_empty()).then(|| {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(pairs.iter().map(|(variant, _)| variant))
                 .expect("synonym variants are validated non-empty strings")
         });

@@ -254,7 +254,7 @@ pub struct RuleSet {
 
 /// The rule words as a trie of characters: the matcher walks it from each token, and most walks end after a
 /// character or two. The root's children are hashed (thousands of first characters), a deeper node's are
-/// a short sorted slice; the whole trie is a few hundred kilobytes, small enough to stay in cache.
+/// a short slice; the whole trie is a few hundred kilobytes, small enough to stay in cache.
 pub struct WordIndex {
     nodes: Vec<Node>,
     root: FxHashMap<char, u32>,
@@ -321,23 +321,24 @@ impl WordIndex {
 
     /// Hands `each` every rule word that `text` has at byte `from`, shortest first, with where it ends.
     pub fn walk(&self, text: &str, from: usize, mut each: impl FnMut(WordId, usize)) {
-        let mut chars = text[from..].char_indices();
-        let Some(mut node) = chars.next().and_then(|(_, c)| self.root.get(&c)) else {
+        let mut chars = text[from..].chars();
+        let Some(mut node) = chars.next().and_then(|c| self.root.get(&c)).copied() else {
             return;
         };
-        let mut end = from + text[from..].chars().next().map_or(0, char::len_utf8);
+        let mut end = text.len() - chars.as_str().len();
         loop {
-            let n = self.nodes[*node as usize];
+            let n = self.nodes[node as usize];
             if let Some(word) = n.word {
                 each(word, end);
             }
-            let Some((at, c)) = chars.next() else { return };
+            let Some(c) = chars.next() else { return };
+            // Most nodes have a child or two: a scan beats a search.
             let kids = &self.edges[n.from as usize..n.to as usize];
-            let Ok(i) = kids.binary_search_by(|&(k, _)| k.cmp(&c)) else {
+            let Some(&(_, child)) = kids.iter().find(|&&(k, _)| k == c) else {
                 return;
             };
-            node = &kids[i].1;
-            end = from + at + c.len_utf8();
+            node = child;
+            end += c.len_utf8();
         }
     }
 }
