@@ -107,7 +107,7 @@ pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
     // a phone number needs eleven, a plate a letter too, a highway code a g or an s (or 国道).
     let digits = text.bytes().filter(u8::is_ascii_digit).count();
     let letters = digits > 0 && text.bytes().any(|b| b.is_ascii_lowercase());
-    let highway_letters = digits > 0 && text.bytes().any(|b| b == b'g' || b == b's');
+    let highway_letter = digits > 0 && text.bytes().any(|b| b == b'g' || b == b's');
     let only_if = |needed: bool| if needed { text } else { "" };
     let with_digits = only_if(digits > 0);
     let mut taken: Vec<(usize, usize)> = Vec::new();
@@ -142,7 +142,7 @@ pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
             },
         ));
     }
-    for m in HIGHWAY.find_iter(only_if(digits > 0 && (highway_letters || text.contains("国道")))) {
+    for m in HIGHWAY.find_iter(only_if(digits > 0 && (highway_letter || text.contains("国道")))) {
         if alnum_before(text, m.start()) || alnum_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
@@ -207,7 +207,7 @@ pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
     }
 
     let mut seen: Vec<&str> = Vec::new();
-    // Names of one character are too ambiguous to be names.
+    // A name of one Chinese character (three bytes) is too ambiguous to be taken for one.
     for t in tokens.iter().filter(|t| t.text.len() > 3) {
         let entity = if t.marks.platform {
             Entity::Platform {
