@@ -142,7 +142,7 @@ pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
             },
         ));
     }
-    for m in HIGHWAY.find_iter(only_if(digits > 0 && (highway_letter || text.contains("国道")))) {
+    for m in HIGHWAY.find_iter(only_if(highway_letter || (digits > 0 && text.contains("国道")))) {
         if alnum_before(text, m.start()) || alnum_at(text, m.end()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }

@@ -289,10 +289,10 @@ impl<'r, 't> Matcher<'r, 't> {
         let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
         if help > 0.0 {
             let words: Vec<WordId> = pleas.iter().map(|(_, w)| *w).collect();
-            shared.push(self.evidence_of(&Arc::from("help"), &words, help));
+            shared.push(self.evidence_of(&rules.help_rule, &words, help));
         }
         if !help_negated.is_empty() {
-            shared.push(self.evidence_of(&Arc::from("help/negated"), &help_negated, 0.0));
+            shared.push(self.evidence_of(&rules.help_negated_rule, &help_negated, 0.0));
         }
 
         let (mut hard, mut soft) = (0.0, 0.0);

@@ -13,7 +13,7 @@ pub mod taxonomy;
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::Serialize;
 
@@ -293,18 +293,15 @@ impl Classifier {
 /// The marks of every word the dictionaries or the rules name.
 fn marks(lexicon: &Lexicon, rules: &RuleSet) -> FxHashMap<String, Marks> {
     let mut marks: FxHashMap<String, Marks> = FxHashMap::default();
-    for w in &lexicon.stopwords {
-        marks.entry(w.clone()).or_default().stop = true;
-    }
-    for w in &rules.negators {
-        marks.entry(w.clone()).or_default().negator = true;
-    }
-    for w in &lexicon.platforms {
-        marks.entry(w.clone()).or_default().platform = true;
-    }
-    for w in &lexicon.highways {
-        marks.entry(w.clone()).or_default().highway = true;
-    }
+    let mut mark = |words: &FxHashSet<String>, set: fn(&mut Marks)| {
+        for w in words {
+            set(marks.entry(w.clone()).or_default());
+        }
+    };
+    mark(&lexicon.stopwords, |m| m.stop = true);
+    mark(&rules.negators, |m| m.negator = true);
+    mark(&lexicon.platforms, |m| m.platform = true);
+    mark(&lexicon.highways, |m| m.highway = true);
     marks
 }
 

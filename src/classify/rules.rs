@@ -246,6 +246,9 @@ pub struct RuleSet {
     pub intents: Vec<Intent>,
     pub chatter: Vec<Pattern>,
     pub help: Vec<Keyword>,
+    /// What the evidence of pleas for help, found and negated, is called: `help`, `help/negated`.
+    pub help_rule: Arc<str>,
+    pub help_negated_rule: Arc<str>,
     pub negators: FxHashSet<String>,
     pub negation_scope: usize,
     pub settings: Settings,
@@ -306,17 +309,6 @@ impl WordIndex {
             .collect();
         let root = children[0].iter().map(|(&c, &child)| (c, child)).collect();
         WordIndex { nodes, root, edges }
-    }
-
-    /// The rule word spelled `text`, if there is one.
-    pub fn get(&self, text: &str) -> Option<WordId> {
-        let mut found = None;
-        self.walk(text, 0, |word, end| {
-            if end == text.len() {
-                found = Some(word);
-            }
-        });
-        found
     }
 
     /// Hands `each` every rule word that `text` has at byte `from`, shortest first, with where it ends.
@@ -417,6 +409,8 @@ impl RuleSet {
             intents,
             chatter: patterns,
             help,
+            help_rule: Arc::from("help"),
+            help_negated_rule: Arc::from("help/negated"),
             negators,
             negation_scope,
             settings,
@@ -710,9 +704,16 @@ mod tests {
         assert_eq!(found_at(5), [], "故 starts no word");
         assert_eq!(found_at(8), [("车", 11)]);
         assert_eq!(found_at(text.len() - 3), [("120", text.len())]);
-        assert_eq!(index.get("事故车"), Some(1));
-        assert_eq!(index.get("事故车着"), None);
-        assert_eq!(index.get("事"), None, "the start of a word is no word");
-        assert_eq!(index.get(""), None);
+        // The rule word spelled exactly `text`.
+        let spelled = |text: &str| {
+            let mut found = None;
+            index.walk(text, 0, |word, end| {
+                found = found.or((end == text.len()).then_some(word))
+            });
+            found
+        };
+        assert_eq!(spelled("事故车"), Some(1));
+        assert_eq!(spelled("事故车着"), None);
+        assert_eq!(spelled("事"), None, "the start of a word is no word");
     }
 }
