@@ -156,7 +156,7 @@ fn a_corpus_line_that_is_not_labelled_json_is_reported_with_its_file_and_line() 
 
 // ---- where a rule word counts ----
 
-/// The words of the rules that fired, the model's character runs left out.
+/// The words of the rules that fired, the model's words left out.
 fn rule_words(text: &str) -> Vec<String> {
     classify(text)
         .evidence

@@ -27,13 +27,15 @@ pub struct Token<'a> {
 }
 
 /// What a word is known as, looked up once for each token: a stop word, a negator (没, 不是…), the name of
-/// a freight platform or of a highway.
+/// a freight platform or of a highway, a word the model learned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Marks {
     pub stop: bool,
     pub negator: bool,
     pub platform: bool,
     pub highway: bool,
+    /// The word's row in the model (see [`super::model::Trained`]).
+    pub learned: Option<u32>,
 }
 
 /// A rule word found at a token boundary.

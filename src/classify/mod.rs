@@ -10,10 +10,11 @@ pub mod normalize;
 pub mod rules;
 pub mod source;
 pub mod taxonomy;
+mod vocabulary;
 
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use serde::Serialize;
 
@@ -27,8 +28,9 @@ pub use taxonomy::{Category, Label, Priority};
 
 use lexicon::Lexicon;
 use matcher::{is_break, round, CategoryScore, Marks, Matcher, Token};
-use model::Model;
+use model::{Model, Trained, Trainer};
 use normalize::{Normalizer, Synonyms};
+use vocabulary::Vocabulary;
 
 /// What the classifier makes of one message.
 #[derive(Debug, Clone, Serialize)]
@@ -62,8 +64,8 @@ pub struct Classifier {
     normalizer: Arc<Normalizer>,
     lexicon: Arc<Lexicon>,
     rules: Arc<RuleSet>,
-    /// The words the dictionaries and the rules mark, for one lookup a token.
-    marks: Arc<FxHashMap<String, Marks>>,
+    /// The words the dictionaries, the rules and the model mark, for one lookup a token.
+    marks: Arc<Vocabulary>,
     /// The name of the model's evidence for each label (see [`model::slot`]).
     model_rules: Arc<[Arc<str>]>,
     /// Trained on the labelled corpus; `None` when there are no labelled messages.
@@ -104,16 +106,26 @@ impl Classifier {
     /// The same rules and dictionaries with a model learned from `labelled` instead: cross-validation
     /// retrains without loading anything again.
     pub fn trained_on(&self, labelled: &[(String, Label)]) -> Classifier {
-        let normalized = labelled
-            .iter()
-            .map(|(text, label)| (self.normalizer.normalize(text).text, *label));
+        let mut trainer = Trainer::default();
+        for (text, label) in labelled {
+            let text = self.normalizer.normalize(text).text;
+            trainer.learn(&self.segment(&text), *label);
+        }
+        // The words the model learned are marked with their rows, in place of this classifier's model's.
+        let mut marks = marks(&self.lexicon, &self.rules);
+        let model = trainer.finish().map(|Trained { model, words }| {
+            for (word, row) in words {
+                marks.mark(&word).learned = Some(row);
+            }
+            model
+        });
         Classifier {
             normalizer: self.normalizer.clone(),
             lexicon: self.lexicon.clone(),
             rules: self.rules.clone(),
-            marks: self.marks.clone(),
+            marks: Arc::new(marks),
             model_rules: self.model_rules.clone(),
-            model: Model::train(normalized),
+            model,
         }
     }
 
@@ -168,7 +180,7 @@ impl Classifier {
             .model
             .as_ref()
             .filter(|_| with_model && settings.model_weight > 0.0)
-            .map(|m| m.judge(&normalized.text));
+            .map(|m| m.judge(&tokens));
         // A short message gives the model little to go on: it counts in proportion to what it knew.
         let weight = judgement.as_ref().map_or(0.0, |j| {
             let full = settings.model_full_grams.max(1) as f32;
@@ -248,7 +260,7 @@ impl Classifier {
             let is_break = is_break(t.word);
             let marks = match is_break {
                 true => Marks::default(),
-                false => self.marks.get(t.word).copied().unwrap_or_default(),
+                false => self.marks.get(t.word),
             };
             tokens.push(Token {
                 text: t.word,
@@ -291,11 +303,11 @@ impl Classifier {
 }
 
 /// The marks of every word the dictionaries or the rules name.
-fn marks(lexicon: &Lexicon, rules: &RuleSet) -> FxHashMap<String, Marks> {
-    let mut marks: FxHashMap<String, Marks> = FxHashMap::default();
+fn marks(lexicon: &Lexicon, rules: &RuleSet) -> Vocabulary {
+    let mut marks = Vocabulary::default();
     let mut mark = |words: &FxHashSet<String>, set: fn(&mut Marks)| {
         for w in words {
-            set(marks.entry(w.clone()).or_default());
+            set(marks.mark(w));
         }
     };
     mark(&lexicon.stopwords, |m| m.stop = true);

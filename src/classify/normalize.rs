@@ -129,13 +129,11 @@ impl Normalizer {
         }
     }
 
-    /// Whether conversion could change the text: it has a known traditional character, or a character
-    /// beyond the blocks looked up at start-up.
-    fn may_be_traditional(&self, text: &str) -> bool {
-        text.chars().any(|c| {
-            let code = c as u32;
-            code >= 0x3400 && (code >= CJK_END || self.traditional[code as usize / 64] & (1 << (code % 64)) != 0)
-        })
+    /// Whether conversion could change the character: a known traditional character, or one beyond the
+    /// blocks looked up at start-up.
+    fn may_be_traditional(&self, c: char) -> bool {
+        let code = c as u32;
+        code >= 0x3400 && (code >= CJK_END || self.traditional[code as usize / 64] & (1 << (code % 64)) != 0)
     }
 
     pub fn normalize(&self, raw: &str) -> Normalized {
@@ -156,20 +154,27 @@ impl Normalizer {
 
         // Most messages are Chinese characters, ASCII and full-width punctuation, whose NFKC forms are known
         // one character at a time; the normalization tables are for the rest.
-        let (folded, emoji) = if kept.chars().all(|c| common_nfkc(c).is_some()) {
-            fold(kept.chars().filter_map(common_nfkc), kept.len())
-        } else if is_nfkc_quick(kept.chars()) == IsNormalized::Yes {
-            fold(kept.chars(), kept.len())
-        } else {
-            fold(kept.nfkc(), kept.len())
-        };
-        let mut folded = folded;
-        folded.truncate(folded.trim_end().len());
-        let simplified = if self.may_be_traditional(&folded) {
-            self.t2s.convert(&folded)
-        } else {
-            folded
-        };
+        let mut common = true;
+        let only_common = kept.chars().map_while(|c| {
+            let nfkc = common_nfkc(c);
+            common &= nfkc.is_some();
+            nfkc
+        });
+        let mut folded = self.fold(only_common, kept.len());
+        if !common {
+            folded = if is_nfkc_quick(kept.chars()) == IsNormalized::Yes {
+                self.fold(kept.chars(), kept.len())
+            } else {
+                self.fold(kept.nfkc(), kept.len())
+            };
+        }
+        let Folded {
+            mut text,
+            emoji,
+            traditional,
+        } = folded;
+        text.truncate(text.trim_end().len());
+        let simplified = if traditional { self.t2s.convert(&text) } else { text };
         let text = self.synonyms.apply(simplified);
         Normalized { text, truncated, emoji }
     }
@@ -190,51 +195,69 @@ fn common_nfkc(c: char) -> Option<char> {
     }
 }
 
-/// Spaces for control characters and emoji (laughter becomes a word), lower-case ASCII, and runs of one
-/// punctuation mark or of spaces folded to one. Returns the text and the number of emoji.
-fn fold(chars: impl Iterator<Item = char>, capacity: usize) -> (String, usize) {
-    let mut emoji = 0;
-    let mut folded = String::with_capacity(capacity);
-    let mut last: Option<char> = None;
-    for c in chars {
-        // Chinese characters, most of every message, are kept as they are.
-        if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
-            folded.push(c);
-            last = Some(c);
-            continue;
-        }
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else if is_emoji(c) {
-            emoji += usize::from(!c.is_emoji_component());
-            // Laughter is the one emoji meaning the rules use (jokes are chatter): it becomes a word.
-            if LAUGHING.contains(&c) {
-                if !folded.ends_with(LAUGH_WORD) {
-                    let word = if last.is_none() || last == Some(' ') {
-                        LAUGH_WORD.trim_start()
-                    } else {
-                        LAUGH_WORD
-                    };
-                    folded.push_str(word);
-                }
-                last = Some(' ');
+/// A text folded by [`Normalizer::fold`].
+struct Folded {
+    text: String,
+    emoji: usize,
+    /// Whether converting it to simplified characters could change it.
+    traditional: bool,
+}
+
+impl Normalizer {
+    /// Spaces for control characters and emoji (laughter becomes a word), lower-case ASCII, and runs of one
+    /// punctuation mark or of spaces folded to one; on the way, the emoji are counted and the characters that
+    /// conversion may change noticed.
+    fn fold(&self, chars: impl Iterator<Item = char>, capacity: usize) -> Folded {
+        let mut emoji = 0;
+        let mut traditional = false;
+        let mut folded = String::with_capacity(capacity);
+        let mut last: Option<char> = None;
+        for c in chars {
+            // Chinese characters, most of every message, are kept as they are.
+            if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
+                traditional |= self.may_be_traditional(c);
+                folded.push(c);
+                last = Some(c);
                 continue;
             }
-            ' '
-        } else {
-            c.to_ascii_lowercase()
-        };
-        // Runs of one punctuation mark or of spaces ("！！！", "。。。") say no more than one.
-        if last == Some(c) && (c == ' ' || is_punctuation(c)) {
-            continue;
+            let c = if c.is_control() || c.is_whitespace() {
+                ' '
+            } else if is_emoji(c) {
+                emoji += usize::from(!c.is_emoji_component());
+                // Laughter is the one emoji meaning the rules use (jokes are chatter): it becomes a word.
+                if LAUGHING.contains(&c) {
+                    if !folded.ends_with(LAUGH_WORD) {
+                        let word = if last.is_none() || last == Some(' ') {
+                            LAUGH_WORD.trim_start()
+                        } else {
+                            LAUGH_WORD
+                        };
+                        folded.push_str(word);
+                    }
+                    last = Some(' ');
+                    continue;
+                }
+                ' '
+            } else {
+                traditional |= self.may_be_traditional(c);
+                c.to_ascii_lowercase()
+            };
+            // Runs of one punctuation mark or of spaces ("！！！", "。。。") say no more than one.
+            if last == Some(c) && (c == ' ' || is_punctuation(c)) {
+                continue;
+            }
+            if c == ' ' && last.is_none() {
+                continue;
+            }
+            folded.push(c);
+            last = Some(c);
         }
-        if c == ' ' && last.is_none() {
-            continue;
+        Folded {
+            text: folded,
+            emoji,
+            traditional,
         }
-        folded.push(c);
-        last = Some(c);
     }
-    (folded, emoji)
 }
 
 /// Emoji and their joiners and modifiers; ASCII digits and `#`/`*` are emoji components too, but text.

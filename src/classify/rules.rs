@@ -131,7 +131,7 @@ pub struct Settings {
     /// How much the model trained on the labelled corpus counts beside the rules; 0 leaves the rules alone.
     #[serde(default)]
     pub model_weight: f32,
-    /// How many known n-grams a message needs for the model to count in full; shorter ones count in
+    /// How many known words and word pairs a message needs for the model to count in full; shorter ones count in
     /// proportion.
     #[serde(default = "default_model_full_grams")]
     pub model_full_grams: u32,
@@ -256,10 +256,13 @@ pub struct RuleSet {
 }
 
 /// The rule words as a trie of characters: the matcher walks it from each token, and most walks end after a
-/// character or two. The root's children are hashed (thousands of first characters), a deeper node's are
-/// a short slice; the whole trie is a few hundred kilobytes, small enough to stay in cache.
+/// character or two. The root's children are a table indexed by Chinese character (thousands of first
+/// characters) and hashed for the rest, a deeper node's are a short slice; the whole trie is a few hundred
+/// kilobytes, small enough to stay in cache.
 pub struct WordIndex {
     nodes: Vec<Node>,
+    /// The child of the root for each CJK Unified Ideograph, 0 (the root itself) for none.
+    root_han: Box<[u32]>,
     root: FxHashMap<char, u32>,
     /// `edges[node.from..node.to]`: a node's children with their characters, sorted.
     edges: Vec<(char, u32)>,
@@ -271,6 +274,13 @@ struct Node {
     word: Option<WordId>,
     from: u32,
     to: u32,
+}
+
+/// The CJK Unified Ideographs, U+4E00 to U+9FFF.
+const HANS: usize = 0xA000 - 0x4E00;
+
+fn han_index(c: char) -> Option<usize> {
+    (c as usize).checked_sub(0x4E00).filter(|&i| i < HANS)
 }
 
 impl WordIndex {
@@ -307,14 +317,33 @@ impl WordIndex {
                 }
             })
             .collect();
-        let root = children[0].iter().map(|(&c, &child)| (c, child)).collect();
-        WordIndex { nodes, root, edges }
+        let mut root_han = vec![0; HANS].into_boxed_slice();
+        let mut root = FxHashMap::default();
+        for (&c, &child) in &children[0] {
+            match han_index(c) {
+                Some(i) => root_han[i] = child,
+                None => _ = root.insert(c, child),
+            }
+        }
+        WordIndex {
+            nodes,
+            root_han,
+            root,
+            edges,
+        }
+    }
+
+    fn root_child(&self, c: char) -> Option<u32> {
+        match han_index(c) {
+            Some(i) => Some(self.root_han[i]).filter(|&child| child != 0),
+            None => self.root.get(&c).copied(),
+        }
     }
 
     /// Hands `each` every rule word that `text` has at byte `from`, shortest first, with where it ends.
     pub fn walk(&self, text: &str, from: usize, mut each: impl FnMut(WordId, usize)) {
         let mut chars = text[from..].chars();
-        let Some(mut node) = chars.next().and_then(|c| self.root.get(&c)).copied() else {
+        let Some(mut node) = chars.next().and_then(|c| self.root_child(c)) else {
             return;
         };
         let mut end = text.len() - chars.as_str().len();

@@ -206,7 +206,7 @@ fn check(rules: Option<&Path>) -> Result<ExitCode> {
     let keywords: usize = rules.intents.iter().map(|i| i.keywords.len()).sum();
     let model = match classifier.model() {
         Some(m) => format!(
-            "a model of {} labelled messages and {} character runs",
+            "a model of {} labelled messages and {} words and word pairs",
             m.messages(),
             m.features()
         ),
