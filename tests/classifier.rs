@@ -534,9 +534,9 @@ fn a_keyword_added_in_a_rules_dir_changes_the_label() {
 fn an_urgent_category_passes_at_its_own_lower_threshold() {
     let rules = RulesDir::copy_of_intents("urgent-threshold");
     // Two words no rule knows, one for an urgent category and one for an ordinary one, each weighing less
-    // than `threshold` (1.0) and more than `urgent_threshold` (0.7).
-    rules.append("accident.toml", "\n[[keywords]]\nweight = 0.8\nwords = [\"甲乙丙\"]\n");
-    rules.append("cargo.toml", "\n[[keywords]]\nweight = 0.8\nwords = [\"丁戊己\"]\n");
+    // than `threshold` (1.0) and more than `urgent_threshold` (0.8).
+    rules.append("accident.toml", "\n[[keywords]]\nweight = 0.9\nwords = [\"甲乙丙\"]\n");
+    rules.append("cargo.toml", "\n[[keywords]]\nweight = 0.9\nwords = [\"丁戊己\"]\n");
     let edited = load(&rules);
     assert_eq!(edited.classify("甲乙丙").label, appeal(Category::Accident));
     assert_eq!(edited.classify("丁戊己").label, Label::None);
