@@ -546,6 +546,28 @@ fn an_urgent_category_passes_at_its_own_lower_threshold() {
     assert_eq!(load(&rules).classify("甲乙丙").label, Label::None);
 }
 
+#[test]
+fn the_best_urgent_category_wins_and_weak_urgent_words_do_not_beat_a_clear_matter() {
+    let rules = RulesDir::copy_of_intents("urgent-choice");
+    // Words no rule knows: two weak ones for accident (each below `threshold`, so not decisive), a strong one
+    // for safety and a strong one for cargo.
+    rules.append(
+        "accident.toml",
+        "\n[[keywords]]\nweight = 0.9\nwords = [\"甲乙丙\", \"庚辛壬\"]\n",
+    );
+    rules.append("safety.toml", "\n[[keywords]]\nweight = 1.1\nwords = [\"丁戊己\"]\n");
+    rules.append("cargo.toml", "\n[[keywords]]\nweight = 1.5\nwords = [\"癸子丑\"]\n");
+    let edited = load(&rules);
+
+    // Accident scores best (0.9 + 0.4 × 0.9) on weak words, safety has a decisive word: the best urgent wins.
+    let both = edited.classify("甲乙丙 庚辛壬 丁戊己");
+    assert_eq!(both.label, appeal(Category::Accident), "{both:?}");
+    assert!(both.secondary.contains(&Category::Safety));
+    // A clear ordinary matter is not overtaken by weak urgent words, but is by decisive ones.
+    assert_eq!(edited.classify("癸子丑 甲乙丙").label, appeal(Category::Cargo));
+    assert_eq!(edited.classify("癸子丑 丁戊己").label, appeal(Category::Safety));
+}
+
 /// Loads a rules dir that must load.
 fn load(rules: &RulesDir) -> Classifier {
     let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");

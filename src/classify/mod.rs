@@ -193,10 +193,13 @@ impl Classifier {
 
         // Several matters: the label is the most urgent one that passes; the others become secondary.
         let passing = scores.iter().filter(|c| c.score >= settings.threshold_of(c.category));
-        let best = passing
-            .clone()
-            .find(|c| c.category.is_urgent() && c.decisive)
-            .or_else(|| passing.clone().next());
+        // The best-scoring category when it is urgent; otherwise the most urgent with decisive evidence, since
+        // weak words alone must not put an urgent category ahead of a clear matter; otherwise the best.
+        let top = passing.clone().next();
+        let best = match top {
+            Some(top) if top.category.is_urgent() => Some(top),
+            _ => passing.clone().find(|c| c.category.is_urgent() && c.decisive).or(top),
+        };
         let mut evidence = Vec::new();
         let (label, priority, score) = match best {
             Some(best) => {
