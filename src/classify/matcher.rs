@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::normalize::is_punctuation;
+use super::normalize::{is_han, is_punctuation};
 use super::rules::{Keyword, Pattern, Posting, RuleSet, WordId};
 use super::taxonomy::{Category, Priority};
 
@@ -482,6 +482,5 @@ pub fn round(x: f32) -> f32 {
 /// Whether a token is only spaces and punctuation.
 pub fn is_break(token: &str) -> bool {
     // Most tokens start with a Chinese character.
-    !token.starts_with(|c| ('\u{4E00}'..='\u{9FFF}').contains(&c))
-        && token.chars().all(|c| c.is_whitespace() || is_punctuation(c))
+    !token.starts_with(is_han) && token.chars().all(|c| c.is_whitespace() || is_punctuation(c))
 }

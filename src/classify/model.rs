@@ -20,6 +20,7 @@ use rustc_hash::FxHashMap;
 #[cfg(doc)]
 use super::matcher::Marks;
 use super::matcher::Token;
+use super::normalize::is_han;
 use super::taxonomy::{Category, Label};
 
 thread_local! {
@@ -71,7 +72,7 @@ fn pair_key(first: u32, second: u32) -> u64 {
 /// mostly plates, phone numbers, amounts and English words, which say little about the matter and much about
 /// the writer (rules and entities handle them); they, spaces and punctuation part the words on either side.
 fn is_read(token: &Token<'_>) -> bool {
-    !token.is_break && token.text.starts_with(|c| ('\u{4E00}'..='\u{9FFF}').contains(&c))
+    !token.is_break && token.text.starts_with(is_han)
 }
 
 /// What the model makes of one message.
@@ -327,22 +328,6 @@ mod tests {
     use super::*;
     use crate::classify::matcher::Marks;
 
-    /// The tokens of `text` cut at its spaces, as if each part were one word: the spaces are breaks.
-    fn cut(text: &str) -> Vec<Token<'_>> {
-        let mut tokens = Vec::new();
-        let mut start = 0;
-        for (i, part) in text.split(' ').enumerate() {
-            if i > 0 {
-                tokens.push(token(&text[start - 1..start], start - 1, true));
-            }
-            if !part.is_empty() {
-                tokens.push(token(part, start, false));
-            }
-            start += part.len() + 1;
-        }
-        tokens
-    }
-
     fn token(text: &str, start: usize, is_break: bool) -> Token<'_> {
         Token {
             text,
@@ -510,7 +495,7 @@ mod tests {
     #[test]
     fn text_it_never_saw_scores_nothing() {
         let model = toy().model;
-        assert_eq!(model.judge(&cut("🙂 xyz")).scores, [0.0; LABELS]);
+        assert_eq!(model.judge(&words("🙂 xyz").1).scores, [0.0; LABELS]);
         assert_eq!(model.judge(&[]).scores, [0.0; LABELS]);
     }
 
@@ -518,7 +503,7 @@ mod tests {
     fn no_examples_is_no_model() {
         assert!(Trainer::default().finish().is_none());
         let mut trainer = Trainer::default();
-        trainer.learn(&cut("hello 123"), Label::None);
+        trainer.learn(&words("hello 123").1, Label::None);
         assert!(trainer.finish().is_none(), "no Chinese word, nothing learned");
     }
 }

@@ -103,6 +103,13 @@ pub(crate) const CJK_BLOCKS: [(char, char); 3] = [
 ];
 pub(crate) const CJK_END: u32 = 0xFB00;
 
+/// The CJK Unified Ideographs: the characters of almost every Chinese word a driver writes.
+pub const HAN: std::ops::RangeInclusive<char> = '\u{4E00}'..='\u{9FFF}';
+
+pub fn is_han(c: char) -> bool {
+    HAN.contains(&c)
+}
+
 /// One bit per code point below [`CJK_END`]: does converting the character alone change it?
 pub(crate) fn traditional_characters(t2s: &OpenCC) -> Vec<u64> {
     let chars: Vec<char> = CJK_BLOCKS.iter().flat_map(|&(from, to)| from..=to).collect();
@@ -214,7 +221,7 @@ impl Normalizer {
         let mut last: Option<char> = None;
         for c in chars {
             // Chinese characters, most of every message, are kept as they are.
-            if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
+            if is_han(c) {
                 traditional |= self.may_be_traditional(c);
                 folded.push(c);
                 last = Some(c);

@@ -11,7 +11,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::normalize::Normalizer;
+use super::normalize::{is_han, Normalizer, HAN};
 use super::source::{RuleError, SourceFile};
 use super::taxonomy::{Category, Label, Priority};
 
@@ -240,7 +240,7 @@ pub struct RuleSet {
     pub words: Vec<Arc<str>>,
     /// For each word, the rules that use it (not counting `unless` lists).
     pub postings: Vec<Vec<Posting>>,
-    /// Word text to id, for the matcher's walk over the tokens.
+    /// The rule words as a trie, for the matcher's walk from each token.
     pub index: WordIndex,
     /// One per category, in [`Category::ALL`] order.
     pub intents: Vec<Intent>,
@@ -276,11 +276,11 @@ struct Node {
     to: u32,
 }
 
-/// The CJK Unified Ideographs, U+4E00 to U+9FFF.
-const HANS: usize = 0xA000 - 0x4E00;
+/// The number of Chinese characters in [`HAN`], and a character's place among them.
+const HANS: usize = *HAN.end() as usize - *HAN.start() as usize + 1;
 
 fn han_index(c: char) -> Option<usize> {
-    (c as usize).checked_sub(0x4E00).filter(|&i| i < HANS)
+    is_han(c).then(|| c as usize - *HAN.start() as usize)
 }
 
 impl WordIndex {

@@ -10,7 +10,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use ferrous_opencc::{config::BuiltinConfig, OpenCC};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::classify::normalize::{traditional_characters, CJK_END};
+use crate::classify::normalize::{is_han, traditional_characters, CJK_END};
 use crate::classify::source::SourceFile;
 
 pub(super) struct Normalizer {
@@ -111,7 +111,7 @@ fn fold(raw: &str) -> Mapped {
                 c.to_ascii_lowercase()
             };
             out.push(c, from, to);
-        } else if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
+        } else if is_han(c) {
             // Unified ideographs are NFKC-stable and have no case: most of every message.
             out.push(c, from, to);
         } else {
