@@ -266,6 +266,32 @@ fn several_matters_take_the_most_urgent_label_and_keep_the_others_as_secondary()
 }
 
 #[test]
+fn every_secondary_matter_is_shown_with_words_of_its_own() {
+    // Plainly an appeal: the model lifts every category, but only the matters the message names are kept.
+    let text = "我爸出车祸了 人在ICU 家里乱成一团 我妈一直哭 拜托谁能帮帮我们";
+    let c = classify(text);
+
+    assert_eq!(c.label, appeal(Category::Accident), "{c:?}");
+    for secondary in &c.secondary {
+        let own = format!("{secondary}/");
+        assert!(
+            c.evidence
+                .iter()
+                .any(|e| e.rule.starts_with(&own) && !e.rule.ends_with("/model")),
+            "{secondary} is secondary without a word of its own: {c:?}"
+        );
+    }
+    for unrelated in [
+        Category::Cargo,
+        Category::Breakdown,
+        Category::Enforcement,
+        Category::RestStop,
+    ] {
+        assert!(!c.secondary.contains(&unrelated), "{unrelated} is secondary: {c:?}");
+    }
+}
+
+#[test]
 fn traditional_characters_and_pinyin_initials_still_classify() {
     let cases = [
         ("運費拖了兩個月 老闆說下週給 怎麼辦", Category::FreightArrears),

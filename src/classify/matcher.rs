@@ -63,6 +63,8 @@ pub struct CategoryScore {
     /// Whether a keyword that decides on its own, or a phrase rule, fired: weak words alone are not enough
     /// to put an urgent category ahead of the strongest one.
     pub decisive: bool,
+    /// Whether the rules found words for the category, rather than the model alone.
+    pub ruled: bool,
 }
 
 pub struct Scores {
@@ -326,6 +328,7 @@ impl<'r, 't> Matcher<'r, 't> {
                     category,
                     score: round(self.after_penalty(category, judgement.score)),
                     decisive: judgement.decisive,
+                    ruled: true,
                 })
             })
             .collect();

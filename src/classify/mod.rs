@@ -210,8 +210,10 @@ impl Classifier {
             None => (Label::None, None, scores.first().map_or(0.0, |c| c.score)),
         };
 
+        // A secondary matter needs words of its own: the model's lift alone carries every category of a message
+        // that is plainly an appeal over the threshold.
         let secondary: Vec<Category> = passing
-            .filter(|c| Some(c.category) != label.category())
+            .filter(|c| c.ruled && Some(c.category) != label.category())
             .map(|c| c.category)
             .collect();
         // The winner's evidence (or, for chatter, the nearest miss's), the secondaries', then what bore on all.
@@ -330,11 +332,11 @@ fn combine(rules: &[CategoryScore], model: &[f32; model::LABELS], weight: f32) -
         .map(|&category| {
             let rule = rules.iter().find(|c| c.category == category);
             let rule_score = rule.map_or(0.0, |c| c.score.clamp(RULE_FLOOR, RULE_CAP));
-            let decisive = rule.is_some_and(|c| c.decisive);
             CategoryScore {
                 category,
                 score: round(rule_score + weight * (model[category as usize] - none)),
-                decisive,
+                decisive: rule.is_some_and(|c| c.decisive),
+                ruled: rule.is_some(),
             }
         })
         .collect();
