@@ -246,13 +246,14 @@ impl Model {
             };
             let (start, end) = (t.start as u32, (t.start + t.text.len()) as u32);
             grams.push(Gram { row, start, end });
-            if let Some(&pair) = before.and_then(|(first, _)| self.pairs.get(&pair_key(first, row))) {
-                let from = before.map_or(start, |(_, from)| from);
-                grams.push(Gram {
-                    row: pair,
-                    start: from,
-                    end,
-                });
+            if let Some((first, from)) = before {
+                if let Some(&pair) = self.pairs.get(&pair_key(first, row)) {
+                    grams.push(Gram {
+                        row: pair,
+                        start: from,
+                        end,
+                    });
+                }
             }
             before = Some((row, start));
         }
