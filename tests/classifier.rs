@@ -544,7 +544,7 @@ proptest! {
 fn a_keyword_added_in_a_rules_dir_changes_the_label() {
     let rules = RulesDir::copy_of_intents("override");
     rules.append("other.toml", "\n[[keywords]]\nweight = 1.1\nwords = [\"积分落户\"]\n");
-    let message = "积分落户要啥材料";
+    let message = "积分落户咋弄";
 
     let edited = load(&rules);
 
