@@ -155,7 +155,11 @@ impl SearchIndex {
             return Ok(Vec::new());
         };
         let others = BooleanQuery::new(vec![(Occur::Must, any_word()), (Occur::MustNot, own())]);
-        let (best, _) = self.best_per_ticket(&searcher, &others, limit.clamp(1, MAX_LIMIT))?;
+        let (mut best, _) = self.best_per_ticket(&searcher, &others, limit.clamp(1, MAX_LIMIT))?;
+        // Scores are sums over segments: the same messages laid out in other segments (an index rebuilt, or
+        // merged at another moment) may round the last bits differently, and tied cases would swap places.
+        // Cases whose scores agree but for those bits are ordered by ticket.
+        best.sort_by(|a, b| coarse(b.0).total_cmp(&coarse(a.0)).then(a.2.cmp(&b.2)));
         Ok(best
             .into_iter()
             .filter(|(score, _, _)| *score >= SIMILAR_SHARE * own_score)
@@ -304,6 +308,11 @@ impl SearchIndex {
         weighted.truncate(SIMILAR_WORDS);
         Ok(weighted.into_iter().map(|(word, _)| word).collect())
     }
+}
+
+/// A score without its ten lowest bits of mantissa (a relative precision of about 1e-4).
+fn coarse(score: f32) -> f32 {
+    f32::from_bits(score.to_bits() & !0x3FF)
 }
 
 fn text_term(field: tantivy::schema::Field, word: &str) -> Box<dyn Query> {
