@@ -26,6 +26,7 @@ on_both_backends!(
     the_team_works_tickets_with_commands_and_buttons,
     with_a_list_of_driver_groups_other_groups_are_left_alone,
     a_team_member_gets_a_one_time_log_in_link_in_private,
+    a_team_members_notice_in_a_driver_group_is_no_appeal,
 );
 
 const GROUP: i64 = -1001;
@@ -727,5 +728,52 @@ async fn a_team_member_gets_a_one_time_log_in_link_in_private(t: TestDb) {
         .unwrap()
         .expect("the link logs its member in");
     assert_eq!(member.name, RESPONDER.name);
+    t.finish().await;
+}
+
+async fn a_team_members_notice_in_a_driver_group_is_no_appeal(t: TestDb) {
+    let tg = FakeTelegram::start().await;
+    let _running = spawn(&t, &tg, |_| {}).await;
+    // What a staff member says of a driver's case reads as the appeal itself.
+    const NOTICE: &str = "刘师傅的运费老板还拖着没给，明天我陪他去劳动监察大队";
+    // Before the responder has acted in the team's chat, the bot cannot tell them from a driver.
+    let before = tg.write(GROUP, &RESPONDER, NOTICE, None);
+    tg.until(
+        10,
+        "the acknowledgement of the unknown sender",
+        replying_to(GROUP, before),
+    )
+    .await;
+    let asked = tg.write(RESPONDERS, &RESPONDER, "/mine", None);
+    tg.until(10, "the answer to /mine", replying_to(RESPONDERS, asked))
+        .await;
+
+    let notice = tg.write(GROUP, &RESPONDER, NOTICE, None);
+    let appeal = tg.write(GROUP, &DRIVER, ACCIDENT, None);
+    tg.until(
+        10,
+        "the acknowledgement of the driver's appeal",
+        replying_to(GROUP, appeal),
+    )
+    .await;
+    tg.until_consumed().await;
+    let taken: Vec<(String, String)> = sqlx::query_as("SELECT sender, external_id FROM messages ORDER BY id")
+        .fetch_all(t.db.pool())
+        .await
+        .unwrap();
+    let sender = |p: &Person| p.id.to_string();
+    assert_eq!(
+        taken,
+        [
+            (sender(&RESPONDER), before.to_string()),
+            (sender(&DRIVER), appeal.to_string())
+        ],
+        "the team member's notice is not taken in once they are known"
+    );
+    assert_eq!(t.count("tickets").await, 2);
+    assert!(
+        replying_to(GROUP, notice)(&tg.sent()).is_none(),
+        "nothing answers the notice"
+    );
     t.finish().await;
 }

@@ -108,8 +108,35 @@ impl Handler {
             Place::Team(role) => self.team(key, bot, message, from, role, text, me).await,
             Place::Private => self.private(key, message, from, text, me).await,
             // Commands in a group are not appeals, and a group is not where the bot explains itself.
-            Place::DriverGroup if !text.is_empty() && !text.starts_with('/') => self.appeal(message, from, text).await,
+            Place::DriverGroup if !text.is_empty() && !text.starts_with('/') => {
+                if self.is_team_member(from).await {
+                    // Union staff post notices and answers in the driver groups, in the words of the appeals
+                    // they are about: theirs are not appeals.
+                    tracing::debug!(
+                        chat = message.chat.id.0,
+                        "telegram: a team member's message in a driver group is not taken in"
+                    );
+                    return Ok(());
+                }
+                self.appeal(message, from, text).await
+            }
             Place::DriverGroup | Place::Elsewhere => Ok(()),
+        }
+    }
+
+    /// Whether `from` is enrolled in the team (see [`Handler::member`]). Should the database not answer, they are
+    /// taken for a driver: a message wrongly taken in can be closed, an appeal not taken in would be lost.
+    async fn is_team_member(&self, from: &User) -> bool {
+        let found = sqlx::query_scalar::<_, i64>("SELECT id FROM responders WHERE telegram_user = $1")
+            .bind(from.id.0.to_string())
+            .fetch_optional(self.services.db.pool())
+            .await;
+        match found {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: could not tell whether a sender is a team member");
+                false
+            }
         }
     }
 
