@@ -111,9 +111,15 @@ impl Analyzer {
     /// and end, as tantivy's snippets need.
     pub fn highlight_tokens(&self, text: &str, terms: &HashSet<String>) -> Vec<Token> {
         let inner = self.tokens(text, Mode::Index);
-        let mut tokens = Vec::new();
+        let mut tokens: Vec<Token> = Vec::new();
         let mut next_inner = 0;
         for word in self.tokens(text, Mode::Query) {
+            // Where the words of the normalized text came from: several words of a synonym's canonical
+            // form (干甚 read as 干啥) all come from the whole variant, and only the first is kept.
+            let covered = tokens.last().map_or(0, |t| t.offset_to);
+            if word.offset_from < covered {
+                continue;
+            }
             if terms.contains(&word.text) {
                 tokens.push(word);
                 continue;
@@ -339,6 +345,29 @@ mod tests {
             .map(|t| &text[t.offset_from..t.offset_to])
             .collect();
         assert_eq!(shown, ["下去", "压车"]);
+    }
+
+    #[test]
+    fn a_synonym_read_as_two_words_is_highlighted_once() {
+        // 干甚 is read as 干啥: every word of 干啥 comes from the same two characters of the text.
+        let text = "我真不知道还能干甚 干脆算了";
+        let analyzer = analyzer();
+        let words: Vec<String> = analyzer.tokens(text, Mode::Query).into_iter().map(|t| t.text).collect();
+        assert!(words.contains(&"啥".to_owned()), "{words:?}");
+        let variant = text.find("干甚").unwrap();
+        let variant = variant..variant + "干甚".len();
+        for terms in [vec!["啥"], vec!["干"], vec!["啥", "能干", "还"], vec![]] {
+            let terms: HashSet<String> = terms.into_iter().map(String::from).collect();
+            let highlight = analyzer.highlight_tokens(text, &terms);
+            for pair in highlight.windows(2) {
+                assert!(pair[0].offset_to <= pair[1].offset_from, "{highlight:?}");
+            }
+            let on_variant = highlight
+                .iter()
+                .filter(|t| t.offset_from < variant.end && variant.start < t.offset_to)
+                .count();
+            assert_eq!(on_variant, 1, "{terms:?}: {highlight:?}");
+        }
     }
 
     #[test]
