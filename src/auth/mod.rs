@@ -165,6 +165,17 @@ pub async fn add_responder(db: &Db, name: &str, role: Role, now: i64) -> Result<
     Ok((responder, token))
 }
 
+/// The team member behind a Telegram account, if they have been enrolled (see [`telegram_member`]).
+pub async fn telegram_enrolled(db: &Db, user: &str) -> Result<Option<Responder>, AuthError> {
+    let found = sqlx::query(&format!(
+        "SELECT {RESPONDER_COLUMNS} FROM responders WHERE telegram_user = $1"
+    ))
+    .bind(user)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(found.map(|row| Responder::from_row(&row)).transpose()?)
+}
+
 /// The team member behind a Telegram account, enrolled with `role` the first time they act from a team chat:
 /// being in the responders' or the supervisors' chat is what makes someone a responder or a supervisor there.
 /// They get no API token (they can be given one with `suqiu responder add`).
@@ -174,14 +185,8 @@ pub async fn telegram_member(db: &Db, user: &str, name: &str, role: Role, now: i
         name => name.to_owned(),
     };
     for attempt in 0..3 {
-        let found = sqlx::query(&format!(
-            "SELECT {RESPONDER_COLUMNS} FROM responders WHERE telegram_user = $1"
-        ))
-        .bind(user)
-        .fetch_optional(db.pool())
-        .await?;
-        if let Some(row) = found {
-            return Ok(Responder::from_row(&row)?);
+        if let Some(member) = telegram_enrolled(db, user).await? {
+            return Ok(member);
         }
         // A name already taken (two people called 王师傅) gets the account's id to tell them apart.
         let name = if attempt == 0 {

@@ -127,11 +127,7 @@ impl Handler {
     /// Whether `from` is enrolled in the team (see [`Handler::member`]). Should the database not answer, they are
     /// taken for a driver: a message wrongly taken in can be closed, an appeal not taken in would be lost.
     async fn is_team_member(&self, from: &User) -> bool {
-        let found = sqlx::query_scalar::<_, i64>("SELECT id FROM responders WHERE telegram_user = $1")
-            .bind(from.id.0.to_string())
-            .fetch_optional(self.services.db.pool())
-            .await;
-        match found {
+        match auth::telegram_enrolled(&self.services.db, &from.id.0.to_string()).await {
             Ok(found) => found.is_some(),
             Err(e) => {
                 tracing::warn!(error = %e, "telegram: could not tell whether a sender is a team member");
