@@ -2,6 +2,7 @@
 //!
 //! Pure and synchronous: no I/O after loading, safe to share between threads.
 
+pub mod cache;
 pub mod entities;
 pub mod lexicon;
 pub mod matcher;
@@ -26,6 +27,7 @@ use source::SourceFile;
 pub use source::{RuleError, RuleErrors, Sources};
 pub use taxonomy::{Category, Label, Priority};
 
+use cache::ModelCache;
 use lexicon::Lexicon;
 use matcher::{is_break, round, CategoryScore, Marks, Matcher, Token};
 use model::{Model, Trained, Trainer};
@@ -78,7 +80,15 @@ impl Classifier {
         Classifier::from_sources(&Sources::builtin())
     }
 
+    /// The classifier of `sources`, its model read from the cache when this program trained it on the same
+    /// corpus and dictionaries before (see [`cache`]), trained and kept there otherwise.
     pub fn from_sources(sources: &Sources) -> Result<Classifier, RuleErrors> {
+        let cache = ModelCache::for_sources(&sources.dictionaries, &sources.corpus);
+        Classifier::from_sources_cached(sources, cache.as_ref())
+    }
+
+    /// [`Classifier::from_sources`] with the given cache entry, or none.
+    pub fn from_sources_cached(sources: &Sources, cache: Option<&ModelCache>) -> Result<Classifier, RuleErrors> {
         let mut errors = Vec::new();
         let mut lexicon = Lexicon::load(&sources.dictionaries, &mut errors);
         let synonyms = std::mem::replace(&mut lexicon.synonyms, Synonyms::new(Vec::new()));
@@ -97,7 +107,17 @@ impl Classifier {
                     rules: Arc::new(rules),
                     model: None,
                 };
-                Ok(untrained.trained_on(&corpus))
+                let trained = match cache.and_then(ModelCache::load) {
+                    Some(trained) => Some(trained),
+                    None => {
+                        let trained = untrained.train(&corpus);
+                        if let (Some(cache), Some(trained)) = (cache, &trained) {
+                            cache.store(trained);
+                        }
+                        trained
+                    }
+                };
+                Ok(untrained.with_model(trained))
             }
             _ => Err(RuleErrors(errors)),
         }
@@ -106,14 +126,23 @@ impl Classifier {
     /// The same rules and dictionaries with a model learned from `labelled` instead: cross-validation
     /// retrains without loading anything again.
     pub fn trained_on(&self, labelled: &[(String, Label)]) -> Classifier {
+        self.with_model(self.train(labelled))
+    }
+
+    fn train(&self, labelled: &[(String, Label)]) -> Option<Trained> {
         let mut trainer = Trainer::default();
         for (text, label) in labelled {
             let text = self.normalizer.normalize(text).text;
             trainer.learn(&self.segment(&text), *label);
         }
-        // The words the model learned are marked with their rows, in place of this classifier's model's.
+        trainer.finish()
+    }
+
+    /// The same rules and dictionaries with `trained`'s model, its words marked with their rows in place of
+    /// this classifier's model's.
+    fn with_model(&self, trained: Option<Trained>) -> Classifier {
         let mut marks = marks(&self.lexicon, &self.rules);
-        let model = trainer.finish().map(|Trained { model, words }| {
+        let model = trained.map(|Trained { model, words }| {
             for (word, row) in words {
                 marks.mark(&word).learned = Some(row);
             }

@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use super::matcher::Marks;
@@ -42,6 +43,7 @@ pub fn slot(label: Label) -> usize {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct Model {
     /// The pairs of words seen side by side (see [`pair_key`]), each with its row.
     pairs: FxHashMap<u64, u32>,
@@ -57,7 +59,7 @@ pub struct Model {
 }
 
 /// The weights of one word or pair, a label a slot (see [`slot`]); the slots past [`LABELS`] stay zero.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 #[repr(align(16))]
 struct Row([i8; 16]);
 
@@ -101,9 +103,25 @@ impl Judgement {
 
 /// A model with the words it learned, each with its row: the classifier marks the tokens of a message with
 /// their rows when it looks up what else their words are (see [`Marks`]), and the model reads them there.
+#[derive(Serialize, Deserialize)]
 pub struct Trained {
     pub model: Model,
     pub words: FxHashMap<String, u32>,
+}
+
+impl Trained {
+    /// Whether every word and pair has a row: a model read back from elsewhere is checked before use.
+    pub fn is_whole(&self) -> bool {
+        let rows = self.model.weights.len() as u32;
+        let (mut words, mut pairs) = (self.words.values(), self.model.pairs.values());
+        words.all(|&row| row < rows)
+            && pairs.all(|&row| row < rows)
+            && self
+                .model
+                .pairs
+                .keys()
+                .all(|&key| (key >> 32) < u64::from(rows) && (key as u32) < rows)
+    }
 }
 
 /// Counts the words and pairs of labelled messages, one message at a time; [`Trainer::finish`] makes the model.
