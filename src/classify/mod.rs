@@ -80,14 +80,13 @@ impl Classifier {
         Classifier::from_sources(&Sources::builtin())
     }
 
-    /// The classifier of `sources`, its model read from the cache when this program trained it on the same
-    /// corpus and dictionaries before (see [`cache`]), trained and kept there otherwise.
+    /// The classifier of `sources`, its model trained on their corpus.
     pub fn from_sources(sources: &Sources) -> Result<Classifier, RuleErrors> {
-        let cache = ModelCache::for_sources(&sources.dictionaries, &sources.corpus);
-        Classifier::from_sources_cached(sources, cache.as_ref())
+        Classifier::from_sources_cached(sources, None)
     }
 
-    /// [`Classifier::from_sources`] with the given cache entry, or none.
+    /// [`Classifier::from_sources`] with its model read from `cache` when this program trained it on the
+    /// same corpus and dictionaries before (see [`cache`]), trained and kept there otherwise.
     pub fn from_sources_cached(sources: &Sources, cache: Option<&ModelCache>) -> Result<Classifier, RuleErrors> {
         let mut errors = Vec::new();
         let mut lexicon = Lexicon::load(&sources.dictionaries, &mut errors);

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::batch;
+use crate::classify::cache::ModelCache;
 use crate::classify::{Classifier, Explanation, RuleErrors, Sources};
 use crate::eval;
 
@@ -184,8 +185,11 @@ fn loaded(rules: Option<&Path>) -> Result<Classifier> {
     load(rules).map_err(|e| anyhow::anyhow!("{e}\nthe rules do not load: run `suqiu check`"))
 }
 
+/// The classifier from `--rules DIR` or the built-in rules, its trained model kept in the user's cache.
 pub fn load(rules: Option<&Path>) -> Result<Classifier, RuleErrors> {
-    Classifier::from_sources(&sources(rules)?)
+    let sources = sources(rules)?;
+    let cache = ModelCache::for_sources(&sources.dictionaries, &sources.corpus);
+    Classifier::from_sources_cached(&sources, cache.as_ref())
 }
 
 fn check(rules: Option<&Path>) -> Result<ExitCode> {
