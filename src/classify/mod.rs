@@ -106,16 +106,13 @@ impl Classifier {
                     rules: Arc::new(rules),
                     model: None,
                 };
-                let trained = match cache.and_then(ModelCache::load) {
-                    Some(trained) => Some(trained),
-                    None => {
-                        let trained = untrained.train(&corpus);
-                        if let (Some(cache), Some(trained)) = (cache, &trained) {
-                            cache.store(trained);
-                        }
-                        trained
+                let trained = cache.and_then(ModelCache::load).or_else(|| {
+                    let trained = untrained.train(&corpus);
+                    if let (Some(cache), Some(trained)) = (cache, &trained) {
+                        cache.store(trained);
                     }
-                };
+                    trained
+                });
                 Ok(untrained.with_model(trained))
             }
             _ => Err(RuleErrors(errors)),

@@ -112,15 +112,13 @@ pub struct Trained {
 impl Trained {
     /// Whether every word and pair has a row: a model read back from elsewhere is checked before use.
     pub fn is_whole(&self) -> bool {
-        let rows = self.model.weights.len() as u32;
-        let (mut words, mut pairs) = (self.words.values(), self.model.pairs.values());
-        words.all(|&row| row < rows)
-            && pairs.all(|&row| row < rows)
+        let has_row = |row: u32| (row as usize) < self.model.weights.len();
+        self.words.values().all(|&row| has_row(row))
             && self
                 .model
                 .pairs
-                .keys()
-                .all(|&key| (key >> 32) < u64::from(rows) && (key as u32) < rows)
+                .iter()
+                .all(|(&key, &row)| has_row(row) && has_row((key >> 32) as u32) && has_row(key as u32))
     }
 }
 
