@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::normalize::{is_han, is_punctuation};
-use super::rules::{Keyword, Pattern, Posting, RuleSet, WordId};
+use super::rules::{Keyword, Pattern, Posting, RuleSet, WordId, WordIndex};
 use super::taxonomy::{Category, Priority};
 
 /// One segment of the normalized text.
@@ -36,6 +36,43 @@ pub struct Marks {
     pub highway: bool,
     /// The word's row in the model (see [`super::model::Trained`]).
     pub learned: Option<u32>,
+    /// Where the rule words starting at the word stand at its end (see [`walked`]).
+    pub walked: Walked,
+}
+
+/// What a walk of the rule words over a word's own text finds, worked out once for each word of the
+/// vocabulary, so that a token of it needs no walk of its own characters: most tokens are such words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Walked {
+    /// Not worked out: a word outside the vocabulary, or one with rule words inside it. Walk it.
+    #[default]
+    Unknown,
+    /// No rule word starts at the word, nor lies inside it.
+    Nothing,
+    /// The rule words starting at the word go on from this node of the trie at its end; none ends or lies
+    /// inside it.
+    At(u32),
+}
+
+/// What [`find_words`] would find within `word` alone: [`Walked::Unknown`] when a rule word ends inside it
+/// or is the head of it as a compound, which the full walk of the token handles.
+pub fn walked(index: &WordIndex, word: &str) -> Walked {
+    let Some((last, _)) = word.char_indices().next_back() else {
+        return Walked::Unknown;
+    };
+    let mut inside = false;
+    index.walk(word, 0, |_, end| inside |= end < word.len());
+    let mut heads = false;
+    if !inside && last > 0 {
+        for (start, _) in word.char_indices().skip(1).filter(|&(at, _)| at < last) {
+            index.walk(word, start, |_, end| heads |= end == word.len());
+        }
+    }
+    match (inside || heads, index.node_of(word)) {
+        (true, _) => Walked::Unknown,
+        (false, Some(node)) => Walked::At(node),
+        (false, None) => Walked::Nothing,
+    }
 }
 
 /// A rule word found at a token boundary.
@@ -78,6 +115,16 @@ pub struct Scores {
 struct Judgement {
     score: f32,
     decisive: bool,
+}
+
+/// A rule of a category that bore on the message, kept while scoring: the evidence of the categories shown is
+/// made of these, without judging them again.
+struct Fired<'r> {
+    category: Category,
+    rule: &'r Arc<str>,
+    /// `Matcher::fired_words[words]`.
+    words: std::ops::Range<usize>,
+    weight: f32,
 }
 
 /// Rules that a message's words could make fire; per category, as (intent, index) sorted by intent.
@@ -136,11 +183,15 @@ pub struct Matcher<'r, 't> {
     /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
     help: f32,
     penalty: f32,
+    /// The rules of every category that bore on the message, in the order their evidence is shown, and the
+    /// words that made them fire.
+    fired: Vec<Fired<'r>>,
+    fired_words: Vec<WordId>,
 }
 
 impl<'r, 't> Matcher<'r, 't> {
     pub fn new(rules: &'r RuleSet, text: &'t str, tokens: &'t [Token<'t>]) -> Self {
-        let mut hits = find_words(rules, text, tokens);
+        let mut hits = find_words(&rules.index, text, tokens);
         hits.sort_unstable();
         hits.dedup();
         let mut found = vec![0u64; rules.words.len().div_ceil(64)];
@@ -160,6 +211,8 @@ impl<'r, 't> Matcher<'r, 't> {
             candidates,
             help: 0.0,
             penalty: 0.0,
+            fired: Vec::new(),
+            fired_words: Vec::new(),
         }
     }
 
@@ -319,10 +372,11 @@ impl<'r, 't> Matcher<'r, 't> {
             .collect();
         with_evidence.sort_unstable();
         with_evidence.dedup();
+        let (mut fired, mut fired_words) = (Vec::new(), Vec::new());
         let mut categories: Vec<CategoryScore> = with_evidence
             .into_iter()
             .filter_map(|i| {
-                let judgement = self.judge(i, None)?;
+                let judgement = self.judge(i, &mut fired, &mut fired_words)?;
                 let category = rules.intents[i as usize].category;
                 Some(CategoryScore {
                     category,
@@ -332,16 +386,19 @@ impl<'r, 't> Matcher<'r, 't> {
                 })
             })
             .collect();
+        self.fired = fired;
+        self.fired_words = fired_words;
         // Stable sort: equal scores keep taxonomy order, most urgent first.
         categories.sort_by(|a, b| b.score.total_cmp(&a.score));
         Scores { categories, shared }
     }
 
     /// What bears on one category: its keywords, phrases and exclusions that fired.
-    pub fn evidence(&self, category: Category) -> Vec<Evidence> {
-        let mut evidence = Vec::new();
-        self.judge(category as u16, Some(&mut evidence));
-        evidence
+    pub fn evidence(&self, category: Category) -> impl Iterator<Item = Evidence> + '_ {
+        self.fired
+            .iter()
+            .filter(move |f| f.category == category)
+            .map(|f| self.evidence_of(f.rule, &self.fired_words[f.words.clone()], f.weight))
     }
 
     fn after_penalty(&self, category: Category, score: f32) -> f32 {
@@ -354,10 +411,22 @@ impl<'r, 't> Matcher<'r, 't> {
         score - self.penalty * factor
     }
 
-    /// One category's score before the chatter penalty, or `None` when nothing speaks for it.
-    fn judge(&self, i: u16, mut evidence: Option<&mut Vec<Evidence>>) -> Option<Judgement> {
-        let settings = &self.rules.settings;
-        let intent = &self.rules.intents[i as usize];
+    /// One category's score before the chatter penalty, or `None` when nothing speaks for it; the rules that
+    /// bore on it are pushed to `fired`.
+    fn judge(&self, i: u16, fired: &mut Vec<Fired<'r>>, fired_words: &mut Vec<WordId>) -> Option<Judgement> {
+        let rules = self.rules;
+        let settings = &rules.settings;
+        let intent = &rules.intents[i as usize];
+        let mut record = |rule: &'r Arc<str>, words: &[WordId], weight: f32| {
+            let from = fired_words.len();
+            fired_words.extend_from_slice(words);
+            fired.push(Fired {
+                category: intent.category,
+                rule,
+                words: from..fired_words.len(),
+                weight,
+            });
+        };
         let keywords = of_intent(&self.candidates.keywords, i).map(|k| &intent.keywords[k]);
         let (found, negated) = self.keywords(keywords);
         let mut score = 0.0;
@@ -369,21 +438,17 @@ impl<'r, 't> Matcher<'r, 't> {
                 weight * settings.extra_keyword_factor
             };
             score += counted;
-            if let Some(ev) = evidence.as_deref_mut() {
-                ev.push(self.evidence_of(&intent.keyword_rule, &[word], counted));
-            }
+            record(&intent.keyword_rule, &[word], counted);
         }
-        if let (Some(ev), false) = (evidence.as_deref_mut(), negated.is_empty()) {
-            ev.push(self.evidence_of(&intent.negated_rule, &negated, 0.0));
+        if !negated.is_empty() {
+            record(&intent.negated_rule, &negated, 0.0);
         }
         let phrases = of_intent(&self.candidates.phrases, i).map(|k| &intent.phrases[k]);
         for p in phrases {
             if let Some(words) = self.fires(p) {
                 score += p.weight;
                 decisive = true;
-                if let Some(ev) = evidence.as_deref_mut() {
-                    ev.push(self.evidence_of(&p.rule, &words, p.weight));
-                }
+                record(&p.rule, &words, p.weight);
             }
         }
         if score <= 0.0 {
@@ -395,9 +460,7 @@ impl<'r, 't> Matcher<'r, 't> {
                 // A context that says "not this category" leaves no evidence decisive.
                 decisive = false;
                 score -= p.weight;
-                if let Some(ev) = evidence.as_deref_mut() {
-                    ev.push(self.evidence_of(&p.rule, &words, -p.weight));
-                }
+                record(&p.rule, &words, -p.weight);
             }
         }
         if score > 0.0 && self.help > 0.0 {
@@ -432,7 +495,7 @@ const TRAILING_PARTICLES: &[char] = &['了', '啦', '啊', '呀', '吧', '嘛', 
 /// in 活不下去了); and where it ends a compound of which it is the head (开锅 in 水箱开锅), unless the compound
 /// is a rule word of its own (着火 does not count in 打不着火). It never counts as the start of a longer word:
 /// 事故 is not in 事故车.
-fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
+fn find_words(index: &WordIndex, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
     // The token holding byte `at`, and where a token ends.
     let token_of = |at: usize| tokens.partition_point(|t| t.start <= at) - 1;
     let token_end = |t: usize| tokens.get(t + 1).map_or(text.len(), |next| next.start);
@@ -449,7 +512,7 @@ fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
         };
         let own_end = token_end(first);
         let mut is_word = false;
-        rules.index.walk(text, t.start, |word, end| {
+        let mut each = |word: WordId, end: usize| {
             is_word |= end == own_end;
             let last_end = token_end(token_of(end - 1));
             // Whole tokens, or whole tokens but for the particles that close the last one.
@@ -459,7 +522,16 @@ fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
             if counts {
                 hit(word, t.start, end);
             }
-        });
+        };
+        match t.marks.walked {
+            Walked::Nothing => continue,
+            // Nothing ends inside the word, and it is the head of no compound: on from its end.
+            Walked::At(node) => {
+                index.walk_on(node, text, own_end, &mut each);
+                continue;
+            }
+            Walked::Unknown => index.walk(text, t.start, &mut each),
+        }
         // The heads of a compound of three characters or more that is no rule word itself: its endings of
         // two characters or more.
         let compound = &text[t.start..own_end];
@@ -468,7 +540,7 @@ fn find_words(rules: &RuleSet, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
         }
         let heads = compound.char_indices().skip(1).map(|(at, _)| t.start + at);
         for start in heads.take_while(|&at| text[at..own_end].chars().nth(1).is_some()) {
-            rules.index.walk(&text[..own_end], start, |word, end| {
+            index.walk(&text[..own_end], start, |word, end| {
                 if end == own_end {
                     hit(word, start, end);
                 }
@@ -486,4 +558,93 @@ pub fn round(x: f32) -> f32 {
 pub fn is_break(token: &str) -> bool {
     // Most tokens start with a Chinese character.
     !token.starts_with(is_han) && token.chars().all(|c| c.is_whitespace() || is_punctuation(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE_WORDS: &[&str] = &[
+        "运费",
+        "不给运费",
+        "不给",
+        "开锅",
+        "着火",
+        "打不着火",
+        "活不下去",
+        "司机之家",
+        "压车",
+    ];
+
+    fn index() -> WordIndex {
+        WordIndex::new(&RULE_WORDS.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+    }
+
+    /// The tokens of a text whose words are parted by `/`, each marked with what is worked out of its word
+    /// when `worked_out`, as the vocabulary marks them.
+    fn tokens(marked: &str, index: &WordIndex, worked_out: bool) -> (String, Vec<Token<'static>>) {
+        let text: &'static str = Box::leak(marked.replace('/', "").into_boxed_str());
+        let mut at = 0;
+        let mut tokens = Vec::new();
+        for (pos, word) in marked.split('/').enumerate() {
+            let mut marks = Marks::default();
+            if worked_out {
+                marks.walked = walked(index, word);
+            }
+            tokens.push(Token {
+                text: &text[at..at + word.len()],
+                start: at,
+                pos: pos as u32,
+                is_break: false,
+                marks,
+            });
+            at += word.len();
+        }
+        (text.to_owned(), tokens)
+    }
+
+    fn found(marked: &str, worked_out: bool) -> Vec<String> {
+        let index = index();
+        let (text, tokens) = tokens(marked, &index, worked_out);
+        let hits = find_words(&index, &text, &tokens);
+        let mut words: Vec<String> = hits
+            .iter()
+            .map(|h| text[h.start as usize..h.end as usize].to_owned())
+            .collect();
+        words.sort_unstable();
+        words
+    }
+
+    #[test]
+    fn what_is_worked_out_of_a_word_is_what_walking_it_finds() {
+        let index = index();
+        assert_eq!(walked(&index, "运费"), Walked::At(index.node_of("运费").unwrap()));
+        assert_eq!(
+            walked(&index, "不给"),
+            Walked::At(index.node_of("不给").unwrap()),
+            "a word and the start of another"
+        );
+        assert_eq!(walked(&index, "你好"), Walked::Nothing);
+        assert_eq!(
+            walked(&index, "活不下去了"),
+            Walked::Unknown,
+            "a rule word ends inside it"
+        );
+        assert_eq!(walked(&index, "水箱开锅"), Walked::Unknown, "a rule word is its head");
+        for marked in [
+            "不给/运费",
+            "老板/不给/运费/三个月",
+            "水箱开锅/了",
+            "车/打不着火/了",
+            "活不下去了",
+            "司机/之家/没/车位",
+            "压/车/两天",
+            "你好/运费/不给",
+        ] {
+            assert_eq!(found(marked, true), found(marked, false), "{marked}");
+        }
+        assert_eq!(found("老板/不给/运费", true), ["不给", "不给运费", "运费"]);
+        assert_eq!(found("水箱开锅/了", true), ["开锅"]);
+        assert_eq!(found("车/打不着火/了", true), ["打不着火"]);
+    }
 }

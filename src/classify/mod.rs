@@ -144,6 +144,7 @@ impl Classifier {
             }
             model
         });
+        marks.update(|word, marks| marks.walked = matcher::walked(&self.rules.index, word));
         Classifier {
             normalizer: self.normalizer.clone(),
             lexicon: self.lexicon.clone(),

@@ -284,7 +284,7 @@ fn han_index(c: char) -> Option<usize> {
 }
 
 impl WordIndex {
-    fn new(words: &[String]) -> WordIndex {
+    pub(crate) fn new(words: &[String]) -> WordIndex {
         // Built with maps of children, then laid out flat.
         let mut children: Vec<BTreeMap<char, u32>> = vec![BTreeMap::new()];
         let mut ends: Vec<Option<WordId>> = vec![None];
@@ -341,12 +341,29 @@ impl WordIndex {
     }
 
     /// Hands `each` every rule word that `text` has at byte `from`, shortest first, with where it ends.
-    pub fn walk(&self, text: &str, from: usize, mut each: impl FnMut(WordId, usize)) {
+    pub fn walk(&self, text: &str, from: usize, each: impl FnMut(WordId, usize)) {
         let mut chars = text[from..].chars();
-        let Some(mut node) = chars.next().and_then(|c| self.root_child(c)) else {
-            return;
-        };
-        let mut end = text.len() - chars.as_str().len();
+        if let Some(node) = chars.next().and_then(|c| self.root_child(c)) {
+            self.walk_on(node, text, text.len() - chars.as_str().len(), each);
+        }
+    }
+
+    /// The node a walk of all of `word` ends on, or `None` when no rule word begins with it.
+    pub fn node_of(&self, word: &str) -> Option<u32> {
+        let mut chars = word.chars();
+        let mut node = self.root_child(chars.next()?)?;
+        for c in chars {
+            let n = self.nodes[node as usize];
+            let kids = &self.edges[n.from as usize..n.to as usize];
+            node = kids.iter().find(|&&(k, _)| k == c)?.1;
+        }
+        Some(node)
+    }
+
+    /// [`WordIndex::walk`] from a walk already at `node` having read `text` up to byte `end`: the rule words
+    /// that end there and further on.
+    pub fn walk_on(&self, mut node: u32, text: &str, mut end: usize, mut each: impl FnMut(WordId, usize)) {
+        let mut chars = text[end..].chars();
         loop {
             let n = self.nodes[node as usize];
             if let Some(word) = n.word {

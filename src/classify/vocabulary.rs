@@ -33,6 +33,18 @@ impl Vocabulary {
         marks.copied().unwrap_or_default()
     }
 
+    /// Sets the marks of every word, from the word and its marks so far.
+    pub fn update(&mut self, mut f: impl FnMut(&str, &mut Marks)) {
+        for (key, marks) in &mut self.short {
+            let bytes = key.to_le_bytes();
+            let word = std::str::from_utf8(&bytes[..bytes[15] as usize]).expect("a key is a word's bytes");
+            f(word, marks);
+        }
+        for (word, marks) in &mut self.long {
+            f(word, marks);
+        }
+    }
+
     /// The marks of `word`, to set; none yet for a word not seen before.
     pub fn mark(&mut self, word: &str) -> &mut Marks {
         match inline(word) {
