@@ -54,21 +54,21 @@ pub enum Walked {
     At(u32),
 }
 
-/// What [`find_words`] would find within `word` alone: [`Walked::Unknown`] when a rule word ends inside it
-/// or is the head of it as a compound, which the full walk of the token handles.
+/// What [`find_words`] finds within `word` as a token of its own: [`Walked::Unknown`] when that is more than
+/// the word itself (a rule word ending inside it, or the head of it as a compound), which the full walk of
+/// the token handles.
 pub fn walked(index: &WordIndex, word: &str) -> Walked {
-    let Some((last, _)) = word.char_indices().next_back() else {
-        return Walked::Unknown;
-    };
-    let mut inside = false;
-    index.walk(word, 0, |_, end| inside |= end < word.len());
-    let mut heads = false;
-    if !inside && last > 0 {
-        for (start, _) in word.char_indices().skip(1).filter(|&(at, _)| at < last) {
-            index.walk(word, start, |_, end| heads |= end == word.len());
-        }
-    }
-    match (inside || heads, index.node_of(word)) {
+    let alone = [Token {
+        text: word,
+        start: 0,
+        pos: 0,
+        is_break: false,
+        marks: Marks::default(),
+    }];
+    let inside = find_words(index, word, &alone)
+        .iter()
+        .any(|h| (h.start, h.end as usize) != (0, word.len()));
+    match (inside, index.node_of(word)) {
         (true, _) => Walked::Unknown,
         (false, Some(node)) => Walked::At(node),
         (false, None) => Walked::Nothing,

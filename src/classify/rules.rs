@@ -351,13 +351,15 @@ impl WordIndex {
     /// The node a walk of all of `word` ends on, or `None` when no rule word begins with it.
     pub fn node_of(&self, word: &str) -> Option<u32> {
         let mut chars = word.chars();
-        let mut node = self.root_child(chars.next()?)?;
-        for c in chars {
-            let n = self.nodes[node as usize];
-            let kids = &self.edges[n.from as usize..n.to as usize];
-            node = kids.iter().find(|&&(k, _)| k == c)?.1;
-        }
-        Some(node)
+        let root = self.root_child(chars.next()?)?;
+        chars.try_fold(root, |node, c| self.child(node, c))
+    }
+
+    /// The child of `node` on `c`. Most nodes have a child or two: a scan beats a search.
+    fn child(&self, node: u32, c: char) -> Option<u32> {
+        let n = self.nodes[node as usize];
+        let kids = &self.edges[n.from as usize..n.to as usize];
+        kids.iter().find(|&&(k, _)| k == c).map(|&(_, child)| child)
     }
 
     /// [`WordIndex::walk`] from a walk already at `node` having read `text` up to byte `end`: the rule words
@@ -365,16 +367,11 @@ impl WordIndex {
     pub fn walk_on(&self, mut node: u32, text: &str, mut end: usize, mut each: impl FnMut(WordId, usize)) {
         let mut chars = text[end..].chars();
         loop {
-            let n = self.nodes[node as usize];
-            if let Some(word) = n.word {
+            if let Some(word) = self.nodes[node as usize].word {
                 each(word, end);
             }
             let Some(c) = chars.next() else { return };
-            // Most nodes have a child or two: a scan beats a search.
-            let kids = &self.edges[n.from as usize..n.to as usize];
-            let Some(&(_, child)) = kids.iter().find(|&&(k, _)| k == c) else {
-                return;
-            };
+            let Some(child) = self.child(node, c) else { return };
             node = child;
             end += c.len_utf8();
         }
