@@ -618,9 +618,10 @@ impl Builder<'_> {
             self.errors
                 .push(file.error(0, "needs examples that must match and examples that must not"));
         }
+        let mut lines = file.line_numbers();
         for (list, should_match) in [(&def.matches, true), (&def.no_match, false)] {
             for text in list {
-                let line = file.error_at(text.span().start, "").line;
+                let line = lines.at(text.span().start);
                 self.examples.push(Example {
                     file: file.name.clone(),
                     line,

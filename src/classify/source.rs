@@ -38,9 +38,37 @@ impl SourceFile {
 
     /// The error for a position in the file, given as a byte offset.
     pub fn error_at(&self, offset: usize, message: impl Into<String>) -> RuleError {
+        self.error(self.line_numbers().at(offset), message)
+    }
+
+    /// Line numbers of positions in the file, for positions taken in the file's order.
+    pub fn line_numbers(&self) -> LineNumbers<'_> {
+        LineNumbers {
+            text: self.text.as_bytes(),
+            offset: 0,
+            line: 1,
+        }
+    }
+}
+
+/// Line numbers of byte offsets in a file, counted on from the last offset asked about: a file's examples,
+/// taken in order, cost one pass over the file rather than one each.
+pub struct LineNumbers<'f> {
+    text: &'f [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl LineNumbers<'_> {
+    /// The 1-based line of a byte offset.
+    pub fn at(&mut self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
-        let line = self.text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-        self.error(line, message)
+        if offset < self.offset {
+            (self.offset, self.line) = (0, 1);
+        }
+        self.line += self.text[self.offset..offset].iter().filter(|&&b| b == b'\n').count();
+        self.offset = offset;
+        self.line
     }
 }
 
@@ -188,4 +216,26 @@ fn read_files(dir: &Path, folder: &str) -> Result<Vec<SourceFile>, RuleErrors> {
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_numbers_count_on_in_order_and_start_over_when_asked_backwards() {
+        let file = SourceFile {
+            name: "intents/accident.toml".into(),
+            text: "a = 1\nb = [\n  \"翻车\",\n]\n".into(),
+        };
+        let at = |needle: &str| file.text.find(needle).unwrap();
+        let mut lines = file.line_numbers();
+        assert_eq!(lines.at(0), 1);
+        assert_eq!(lines.at(at("b")), 2);
+        assert_eq!(lines.at(at("翻车")), 3);
+        assert_eq!(lines.at(at("]")), 4);
+        assert_eq!(lines.at(at("b")), 2, "backwards");
+        assert_eq!(lines.at(usize::MAX), 5, "past the end: the last line");
+        assert_eq!(file.error_at(at("翻车"), "x").line, 3);
+    }
 }
