@@ -181,6 +181,7 @@ impl Normalizer {
             traditional,
         } = folded;
         text.truncate(text.trim_end().len());
+        let text = join_spaced_words(text);
         let simplified = if traditional { self.t2s.convert(&text) } else { text };
         let text = self.synonyms.apply(simplified);
         Normalized { text, truncated, emoji }
@@ -200,6 +201,32 @@ fn common_nfkc(c: char) -> Option<char> {
         '\u{3000}' => Some(' '),
         _ => None,
     }
+}
+
+/// A message typed a word at a time, a space after each (我 不想 活 了, 车 翻 了 人 卡 在 里面), joined back
+/// where a space parts two Chinese characters: the words of a rule are found whole only within a token.
+/// Spaces that part clauses (老板不给运费 三个月了) are kept: a message is taken for one typed so when it
+/// has four pieces or more and three in five of them are one or two Chinese characters.
+fn join_spaced_words(text: String) -> String {
+    let pieces = text.split(' ');
+    let count = pieces.clone().count();
+    let short = pieces
+        .filter(|p| p.chars().all(is_han) && (1..=2).contains(&p.chars().count()))
+        .count();
+    if count < 4 || short * 5 < count * 3 {
+        return text;
+    }
+    let mut joined = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut before = None;
+    while let Some(c) = chars.next() {
+        let parts_han = c == ' ' && before.is_some_and(is_han) && chars.peek().is_some_and(|&next| is_han(next));
+        if !parts_han {
+            joined.push(c);
+        }
+        before = Some(c);
+    }
+    joined
 }
 
 /// A text folded by [`Normalizer::fold`].
@@ -342,6 +369,21 @@ mod tests {
             normalizer().normalize("救命！！！\u{0}\u{7}咋办？？？").text,
             "救命! 咋办?"
         );
+    }
+
+    #[test]
+    fn a_message_typed_a_word_at_a_time_is_joined_but_spaces_between_clauses_stay() {
+        let n = normalizer();
+        assert_eq!(n.normalize("我 真的 不想 活 了 太累了").text, "我真的不想活了太累了");
+        assert_eq!(n.normalize("车 翻 了 人 卡 在 G5 上").text, "车翻了人卡在 g5 上");
+        for kept in [
+            "老板不给运费 三个月了 找谁",
+            "有货吗 太原 到 石家庄",
+            "车 坏了",
+            "救命 救命 快来人 高速上翻车了 司机卡在里面",
+        ] {
+            assert_eq!(n.normalize(kept).text, kept, "spaces between clauses are kept");
+        }
     }
 
     #[test]
