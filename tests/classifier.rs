@@ -294,19 +294,13 @@ fn every_secondary_matter_is_shown_with_words_of_its_own() {
 #[test]
 fn a_message_typed_with_a_space_after_every_word_still_classifies() {
     // Farewells and crashes typed a word at a time, as some phones' voice input and some drivers write.
-    let cases = [
-        ("兄弟们 替我 照顾 好 我 老婆 孩子 我 先走 了", Category::Crisis),
-        ("车 翻 了 人 卡 在 里面 出 不来", Category::Accident),
-    ];
-    for (text, category) in cases {
-        let explanation = CLASSIFIER.explain(text);
-        assert_eq!(
-            explanation.classification.label,
-            appeal(category),
-            "{text}: {explanation:?}"
-        );
-        assert!(!explanation.normalized.contains(' '), "{}", explanation.normalized);
-    }
+    assert_all_labelled(
+        appeal(Category::Crisis),
+        &["兄弟们 替我 照顾 好 我 老婆 孩子 我 先走 了"],
+    );
+    assert_all_labelled(appeal(Category::Accident), &["车 翻 了 人 卡 在 里面 出 不来"]);
+    let joined = CLASSIFIER.explain("车 翻 了 人 卡 在 里面 出 不来").normalized;
+    assert_eq!(joined, "车翻了人卡在里面出不来");
 }
 
 #[test]
