@@ -218,6 +218,23 @@ fn negation_and_reassurance_are_chatter() {
 }
 
 #[test]
+fn chatter_outweighs_a_matter_the_model_alone_reads_into_a_message() {
+    // A driver off to wash after the day's drive: no rule speaks for a rest stop, the model leans to one.
+    let c = classify("困了 收车了 找个地方冲个澡");
+    assert_eq!(c.label, Label::None, "{c:?}");
+    assert!(
+        c.evidence.iter().any(|e| e.rule.starts_with("chatter:")),
+        "{:?}",
+        c.evidence
+    );
+    // With a matter of its own the same words are still an appeal.
+    assert_eq!(
+        classify("说好的司机之家 到了关门 找个地方冲个澡都没有").label,
+        appeal(Category::RestStop)
+    );
+}
+
+#[test]
 fn an_injury_reported_by_someone_else_is_an_accident() {
     assert_all_labelled(
         appeal(Category::Accident),

@@ -109,6 +109,27 @@ pub struct Scores {
     pub categories: Vec<CategoryScore>,
     /// Chatter, help and negation evidence, which bears on every category.
     pub shared: Vec<Evidence>,
+    /// What the chatter found takes from every category, those without words of their own included: the
+    /// model may speak for them, and chatter weighs against its word as against the rules'.
+    pub penalty: Penalty,
+}
+
+/// The chatter penalty of a message, after pleas for help.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Penalty {
+    amount: f32,
+    urgent_factor: f32,
+}
+
+impl Penalty {
+    /// What chatter takes from `category`'s score. Missing an urgent appeal costs far more than a false
+    /// alarm: chatter weighs less against it.
+    pub fn of(self, category: Category) -> f32 {
+        match category.is_urgent() {
+            true => self.amount * self.urgent_factor,
+            false => self.amount,
+        }
+    }
 }
 
 /// What one category's rules make of the message, before the chatter penalty.
@@ -182,7 +203,7 @@ pub struct Matcher<'r, 't> {
     candidates: Candidates,
     /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
     help: f32,
-    penalty: f32,
+    penalty: Penalty,
     /// The rules of every category that bore on the message, in the order their evidence is shown, and the
     /// words that made them fire.
     fired: Vec<Fired<'r>>,
@@ -210,7 +231,7 @@ impl<'r, 't> Matcher<'r, 't> {
             found,
             candidates,
             help: 0.0,
-            penalty: 0.0,
+            penalty: Penalty::default(),
             fired: Vec::new(),
             fired_words: Vec::new(),
         }
@@ -361,7 +382,10 @@ impl<'r, 't> Matcher<'r, 't> {
             }
         }
         self.help = help;
-        self.penalty = hard + (soft - help).max(0.0);
+        self.penalty = Penalty {
+            amount: hard + (soft - help).max(0.0),
+            urgent_factor: settings.urgent_penalty_factor,
+        };
 
         let mut with_evidence: Vec<u16> = self
             .candidates
@@ -380,7 +404,7 @@ impl<'r, 't> Matcher<'r, 't> {
                 let category = rules.intents[i as usize].category;
                 Some(CategoryScore {
                     category,
-                    score: round(self.after_penalty(category, judgement.score)),
+                    score: round(judgement.score - self.penalty.of(category)),
                     decisive: judgement.decisive,
                     ruled: true,
                 })
@@ -390,7 +414,11 @@ impl<'r, 't> Matcher<'r, 't> {
         self.fired_words = fired_words;
         // Stable sort: equal scores keep taxonomy order, most urgent first.
         categories.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Scores { categories, shared }
+        Scores {
+            categories,
+            shared,
+            penalty: self.penalty,
+        }
     }
 
     /// What bears on one category: its keywords, phrases and exclusions that fired.
@@ -399,16 +427,6 @@ impl<'r, 't> Matcher<'r, 't> {
             .iter()
             .filter(move |f| f.category == category)
             .map(|f| self.evidence_of(f.rule, &self.fired_words[f.words.clone()], f.weight))
-    }
-
-    fn after_penalty(&self, category: Category, score: f32) -> f32 {
-        // Missing an urgent appeal costs far more than a false alarm: chatter weighs less against it.
-        let factor = if category.is_urgent() {
-            self.rules.settings.urgent_penalty_factor
-        } else {
-            1.0
-        };
-        score - self.penalty * factor
     }
 
     /// One category's score before the chatter penalty, or `None` when nothing speaks for it; the rules that

@@ -29,7 +29,7 @@ pub use taxonomy::{Category, Label, Priority};
 
 use cache::ModelCache;
 use lexicon::Lexicon;
-use matcher::{is_break, round, CategoryScore, Marks, Matcher, Token};
+use matcher::{is_break, round, CategoryScore, Marks, Matcher, Penalty, Token};
 use model::{Model, Trained, Trainer};
 use normalize::{Normalizer, Synonyms};
 use vocabulary::Vocabulary;
@@ -213,7 +213,7 @@ impl Classifier {
             settings.model_weight * (j.known() as f32 / full).min(1.0)
         });
         let scores = match &judgement {
-            Some(j) => combine(&rule_scores.categories, &j.scores, weight),
+            Some(j) => combine(&rule_scores.categories, rule_scores.penalty, &j.scores, weight),
             None => rule_scores.categories,
         };
 
@@ -350,14 +350,17 @@ fn marks(lexicon: &Lexicon, rules: &RuleSet) -> Vocabulary {
 
 /// The rules' scores and the model's, as one score a category on the rules' scale: the rules' own (capped,
 /// so that a pile of keywords cannot drown the model out) plus the model's margin for the category over
-/// chatter. Categories the rules found nothing for take part too: the model may know them by other words.
-fn combine(rules: &[CategoryScore], model: &[f32; model::LABELS], weight: f32) -> Vec<CategoryScore> {
+/// chatter. Categories the rules found nothing for take part too: the model may know them by other words,
+/// and what the chatter patterns found weighs against them all the same (an advert, a load offer).
+fn combine(rules: &[CategoryScore], penalty: Penalty, model: &[f32; model::LABELS], weight: f32) -> Vec<CategoryScore> {
     let none = model[model::slot(Label::None)];
     let mut combined: Vec<CategoryScore> = Category::ALL
         .iter()
         .map(|&category| {
             let rule = rules.iter().find(|c| c.category == category);
-            let rule_score = rule.map_or(0.0, |c| c.score.clamp(RULE_FLOOR, RULE_CAP));
+            let rule_score = rule
+                .map_or(-penalty.of(category), |c| c.score)
+                .clamp(RULE_FLOOR, RULE_CAP);
             CategoryScore {
                 category,
                 score: round(rule_score + weight * (model[category as usize] - none)),
