@@ -115,7 +115,7 @@ pub struct Scores {
 }
 
 /// The chatter penalty of a message, after pleas for help.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Penalty {
     amount: f32,
     urgent_factor: f32,
@@ -201,9 +201,8 @@ pub struct Matcher<'r, 't> {
     found: Vec<u64>,
     /// The rules that use a word found in the message, by kind, sorted: only they can fire.
     candidates: Candidates,
-    /// Pleas for help and the chatter penalty, computed once in [`Matcher::score`].
+    /// Pleas for help, computed once in [`Matcher::score`].
     help: f32,
-    penalty: Penalty,
     /// The rules of every category that bore on the message, in the order their evidence is shown, and the
     /// words that made them fire.
     fired: Vec<Fired<'r>>,
@@ -231,7 +230,6 @@ impl<'r, 't> Matcher<'r, 't> {
             found,
             candidates,
             help: 0.0,
-            penalty: Penalty::default(),
             fired: Vec::new(),
             fired_words: Vec::new(),
         }
@@ -382,7 +380,7 @@ impl<'r, 't> Matcher<'r, 't> {
             }
         }
         self.help = help;
-        self.penalty = Penalty {
+        let penalty = Penalty {
             amount: hard + (soft - help).max(0.0),
             urgent_factor: settings.urgent_penalty_factor,
         };
@@ -404,7 +402,7 @@ impl<'r, 't> Matcher<'r, 't> {
                 let category = rules.intents[i as usize].category;
                 Some(CategoryScore {
                     category,
-                    score: round(judgement.score - self.penalty.of(category)),
+                    score: round(judgement.score - penalty.of(category)),
                     decisive: judgement.decisive,
                     ruled: true,
                 })
@@ -417,7 +415,7 @@ impl<'r, 't> Matcher<'r, 't> {
         Scores {
             categories,
             shared,
-            penalty: self.penalty,
+            penalty,
         }
     }
 
