@@ -667,6 +667,55 @@ fn an_unknown_category_is_named_with_its_file_and_line() {
 }
 
 #[test]
+fn a_named_word_list_stands_for_all_its_words_in_any_file() {
+    let rules = RulesDir::copy_of_intents("word-list");
+    rules.append("chatter.toml", "\n[lists]\nspared = [\"丁戊己\", \"庚辛壬\"]\n");
+    rules.append(
+        "cargo.toml",
+        "\n[[keywords]]\nweight = 1.5\nwords = [\"癸子丑\"]\n\n[[exclude]]\nname = \"made_up_context\"\nweight = 3.0\n\
+         any = [\"甲乙丙\"]\nunless = [\"@spared\"]\n",
+    );
+    let edited = load(&rules);
+
+    assert_eq!(edited.classify("癸子丑").label, appeal(Category::Cargo));
+    assert_eq!(
+        edited.classify("癸子丑 甲乙丙").label,
+        Label::None,
+        "the exclusion fires"
+    );
+    for spared in ["丁戊己", "庚辛壬"] {
+        let got = edited.classify(&format!("癸子丑 甲乙丙 {spared}"));
+        assert_eq!(got.label, appeal(Category::Cargo), "{spared} is in the list: {got:?}");
+    }
+}
+
+#[test]
+fn a_word_list_that_is_not_defined_or_stands_for_a_keyword_is_named_with_its_file_and_line() {
+    let rules = RulesDir::copy_of_intents("unknown-list");
+    rules.append("chatter.toml", "\n[lists]\nspared = [\"丁戊己\"]\n");
+    let exclude = rules.append(
+        "cargo.toml",
+        "\n[[exclude]]\nname = \"made_up_context\"\nweight = 1.0\nany = [\"甲乙丙\"]\nunless = [\"@nosuch\"]\n",
+    );
+    let keywords = rules.append("safety.toml", "\n[[keywords]]\nweight = 1.0\nwords = [\"@spared\"]\n");
+
+    let errors = load_errors(&rules);
+
+    for (place, says) in [
+        (format!("intents/cargo.toml:{}: ", exclude + 5), "\"nosuch\""),
+        (
+            format!("intents/safety.toml:{}: ", keywords + 3),
+            "word lists belong to patterns",
+        ),
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&place) && e.contains(says)),
+            "want {place}…{says}…: {errors:#?}"
+        );
+    }
+}
+
+#[test]
 fn a_decisive_keyword_in_two_categories_is_a_conflict_naming_both_places() {
     let rules = RulesDir::copy_of_intents("conflict");
     let group = "\n[[keywords]]\nweight = 1.1\nwords = [\"落户积分\"]\n";

@@ -51,6 +51,9 @@ struct IntentFile {
 struct ChatterFile {
     settings: Settings,
     negation: NegationDef,
+    /// Named word lists (`[lists]`), which any pattern of any file names as `"@name"` among its words.
+    #[serde(default)]
+    lists: BTreeMap<String, Vec<Spanned<String>>>,
     #[serde(default)]
     help: Vec<KeywordGroupDef>,
     #[serde(default)]
@@ -391,6 +394,7 @@ impl RuleSet {
             ids: FxHashMap::default(),
             errors,
             examples: Vec::new(),
+            lists: FxHashMap::default(),
         };
         let mut intents: Vec<Option<(Intent, String)>> = Category::ALL.iter().map(|_| None).collect();
         let mut decisive: HashMap<WordId, (Category, String)> = HashMap::new();
@@ -512,6 +516,8 @@ struct Builder<'a> {
     ids: FxHashMap<String, WordId>,
     errors: &'a mut Vec<RuleError>,
     examples: Vec<Example>,
+    /// The named word lists of the chatter file, by name.
+    lists: FxHashMap<String, Vec<WordId>>,
 }
 
 type ChatterParts = (Vec<Pattern>, Vec<Keyword>, FxHashSet<String>, usize, Settings);
@@ -547,8 +553,39 @@ impl Builder<'_> {
         Some(id)
     }
 
+    /// The ids of a pattern's words, a named list (`"@name"`) standing for all of its words.
     fn word_list(&mut self, file: &SourceFile, words: &[Spanned<String>]) -> Vec<WordId> {
-        words.iter().filter_map(|w| self.word(file, w)).collect()
+        let mut ids = Vec::with_capacity(words.len());
+        for word in words {
+            match list_name(word) {
+                Some(name) => match self.lists.get(name) {
+                    Some(list) => ids.extend_from_slice(list),
+                    None => {
+                        let message =
+                            format!("no word list {name:?} (lists are named under [lists] in {CHATTER_FILE}.toml)");
+                        self.errors.push(file.error_at(word.span().start, message));
+                    }
+                },
+                None => ids.extend(self.word(file, word)),
+            }
+        }
+        ids
+    }
+
+    /// Reads the named word lists; a list's words are words, not names of other lists.
+    fn lists(&mut self, file: &SourceFile, lists: &BTreeMap<String, Vec<Spanned<String>>>) {
+        for (name, words) in lists {
+            let mut ids = Vec::with_capacity(words.len());
+            for word in words {
+                if list_name(word).is_some() {
+                    let message = format!("word list {name:?} names another list: a list holds words only");
+                    self.errors.push(file.error_at(word.span().start, message));
+                    continue;
+                }
+                ids.extend(self.word(file, word));
+            }
+            self.lists.insert(name.clone(), ids);
+        }
     }
 
     fn keywords(&mut self, file: &SourceFile, groups: &[KeywordGroupDef]) -> Vec<(Keyword, usize)> {
@@ -560,6 +597,11 @@ impl Builder<'_> {
                     .push(file.error_at(group.weight.span().start, format!("weight {weight} must be positive")));
             }
             for spanned in &group.words {
+                if list_name(spanned).is_some() {
+                    let message = "a keyword is one word with its weight: word lists belong to patterns";
+                    self.errors.push(file.error_at(spanned.span().start, message));
+                    continue;
+                }
                 let Some(word) = self.word(file, spanned) else { continue };
                 if out.iter().any(|(k, _)| k.word == word) {
                     let message = format!("keyword {:?} is listed twice in this file", spanned.get_ref());
@@ -712,6 +754,7 @@ impl Builder<'_> {
     }
 
     fn chatter(&mut self, file: &SourceFile, def: ChatterFile) -> ChatterParts {
+        self.lists(file, &def.lists);
         let patterns = def
             .pattern
             .iter()
@@ -727,6 +770,11 @@ impl Builder<'_> {
         self.examples(file, &def.examples, Label::None);
         (patterns, help, negators, def.negation.scope, def.settings)
     }
+}
+
+/// The list a word of a pattern names (`"@name"`), if it names one.
+fn list_name(word: &Spanned<String>) -> Option<&str> {
+    word.get_ref().trim().strip_prefix('@')
 }
 
 #[cfg(test)]
