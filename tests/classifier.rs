@@ -669,7 +669,9 @@ fn an_unknown_category_is_named_with_its_file_and_line() {
 #[test]
 fn a_named_word_list_stands_for_all_its_words_in_any_file() {
     let rules = RulesDir::copy_of_intents("word-list");
-    rules.append("chatter.toml", "\n[lists]\nspared = [\"丁戊己\", \"庚辛壬\"]\n");
+    rules.edit_line("chatter.toml", "[lists]", |l| {
+        format!("{l}\nspared = [\"丁戊己\", \"庚辛壬\"]")
+    });
     rules.append(
         "cargo.toml",
         "\n[[keywords]]\nweight = 1.5\nwords = [\"癸子丑\"]\n\n[[exclude]]\nname = \"made_up_context\"\nweight = 3.0\n\
@@ -692,7 +694,7 @@ fn a_named_word_list_stands_for_all_its_words_in_any_file() {
 #[test]
 fn a_word_list_that_is_not_defined_or_stands_for_a_keyword_is_named_with_its_file_and_line() {
     let rules = RulesDir::copy_of_intents("unknown-list");
-    rules.append("chatter.toml", "\n[lists]\nspared = [\"丁戊己\"]\n");
+    rules.edit_line("chatter.toml", "[lists]", |l| format!("{l}\nspared = [\"丁戊己\"]"));
     let exclude = rules.append(
         "cargo.toml",
         "\n[[exclude]]\nname = \"made_up_context\"\nweight = 1.0\nany = [\"甲乙丙\"]\nunless = [\"@nosuch\"]\n",
