@@ -666,35 +666,55 @@ fn an_unknown_category_is_named_with_its_file_and_line() {
     );
 }
 
-#[test]
-fn a_named_word_list_stands_for_all_its_words_in_any_file() {
-    let rules = RulesDir::copy_of_intents("word-list");
-    rules.edit_line("chatter.toml", "[lists]", |l| {
-        format!("{l}\nspared = [\"丁戊己\", \"庚辛壬\"]")
-    });
-    rules.append(
-        "cargo.toml",
-        "\n[[keywords]]\nweight = 1.5\nwords = [\"癸子丑\"]\n\n[[exclude]]\nname = \"made_up_context\"\nweight = 3.0\n\
-         any = [\"甲乙丙\"]\nunless = [\"@spared\"]\n",
-    );
-    let edited = load(&rules);
-
-    assert_eq!(edited.classify("癸子丑").label, appeal(Category::Cargo));
-    assert_eq!(
-        edited.classify("癸子丑 甲乙丙").label,
-        Label::None,
-        "the exclusion fires"
-    );
-    for spared in ["丁戊己", "庚辛壬"] {
-        let got = edited.classify(&format!("癸子丑 甲乙丙 {spared}"));
-        assert_eq!(got.label, appeal(Category::Cargo), "{spared} is in the list: {got:?}");
-    }
+/// Adds `lists` (lines of `name = [...]`) under the `[lists]` of the copied `intents/chatter.toml`; returns the
+/// line number of the first.
+fn add_word_lists(rules: &RulesDir, lists: &[&str]) -> usize {
+    let line = rules.edit_line("chatter.toml", "[lists]", |l| format!("{l}\n{}", lists.join("\n")));
+    line + 1
 }
 
 #[test]
-fn a_word_list_that_is_not_defined_or_stands_for_a_keyword_is_named_with_its_file_and_line() {
-    let rules = RulesDir::copy_of_intents("unknown-list");
-    rules.edit_line("chatter.toml", "[lists]", |l| format!("{l}\nspared = [\"丁戊己\"]"));
+fn a_named_word_list_stands_for_all_its_words_in_every_file_and_kind_of_pattern() {
+    let rules = RulesDir::copy_of_intents("word-list");
+    add_word_lists(&rules, &["spared = [\"丁戊己\", \"庚辛壬\"]", "quiet = [\"辰巳午\"]"]);
+    rules.append(
+        "cargo.toml",
+        "\n[[keywords]]\nweight = 1.5\nwords = [\"癸子丑\"]\n\n[[exclude]]\nname = \"made_up_context\"\nweight = 3.0\n\
+         any = [\"甲乙丙\"]\nunless = [\"@spared\"]\n\n[[phrase]]\nname = \"made_up_pair\"\nweight = 1.5\n\
+         all = [[\"子寅卯\"], [\"@spared\"]]\n",
+    );
+    rules.append(
+        "chatter.toml",
+        "\n[[pattern]]\nname = \"made_up_chatter\"\nweight = 3.0\nhelp_cancels = false\nany = [\"@quiet\"]\n",
+    );
+    let edited = load(&rules);
+    let label = |text: &str| edited.classify(text).label;
+
+    assert_eq!(label("癸子丑"), appeal(Category::Cargo));
+    assert_eq!(label("癸子丑 甲乙丙"), Label::None, "the exclusion fires");
+    for spared in ["丁戊己", "庚辛壬"] {
+        assert_eq!(
+            label(&format!("癸子丑 甲乙丙 {spared}")),
+            appeal(Category::Cargo),
+            "{spared} in `unless`"
+        );
+        assert_eq!(
+            label(&format!("子寅卯 {spared}")),
+            appeal(Category::Cargo),
+            "{spared} in `all`"
+        );
+    }
+    assert_eq!(label("子寅卯"), Label::None, "the phrase needs a word of the list");
+    assert_eq!(label("癸子丑 辰巳午"), Label::None, "the chatter pattern's `any`");
+}
+
+#[test]
+fn a_word_list_undefined_empty_nested_or_among_keywords_is_an_error_naming_file_and_line() {
+    let rules = RulesDir::copy_of_intents("bad-lists");
+    let lists = add_word_lists(
+        &rules,
+        &["spared = [\"丁戊己\"]", "nested = [\"@spared\"]", "hollow = []"],
+    );
     let exclude = rules.append(
         "cargo.toml",
         "\n[[exclude]]\nname = \"made_up_context\"\nweight = 1.0\nany = [\"甲乙丙\"]\nunless = [\"@nosuch\"]\n",
@@ -709,12 +729,28 @@ fn a_word_list_that_is_not_defined_or_stands_for_a_keyword_is_named_with_its_fil
             format!("intents/safety.toml:{}: ", keywords + 3),
             "word lists belong to patterns",
         ),
+        (format!("intents/chatter.toml:{}: ", lists + 1), "names another list"),
+        (format!("intents/chatter.toml:{}: ", lists + 2), "\"hollow\" is empty"),
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(&place) && e.contains(says)),
             "want {place}…{says}…: {errors:#?}"
         );
     }
+}
+
+#[test]
+fn a_word_that_starts_with_an_at_sign_but_names_no_list_is_a_word() {
+    let rules = RulesDir::copy_of_intents("at-sign-word");
+    rules.append("cargo.toml", "\n[[keywords]]\nweight = 1.5\nwords = [\"癸子丑\"]\n");
+    rules.append(
+        "chatter.toml",
+        "\n[[pattern]]\nname = \"made_up_mention\"\nweight = 3.0\nhelp_cancels = false\nany = [\"@所有人\"]\n",
+    );
+    let edited = load(&rules);
+
+    assert_eq!(edited.classify("癸子丑").label, appeal(Category::Cargo));
+    assert_eq!(edited.classify("@所有人 癸子丑").label, Label::None);
 }
 
 #[test]

@@ -51,9 +51,10 @@ struct IntentFile {
 struct ChatterFile {
     settings: Settings,
     negation: NegationDef,
-    /// Named word lists (`[lists]`), which any pattern of any file names as `"@name"` among its words.
+    /// Named word lists (`[lists]`), which a pattern or an urgent group of any file names as `"@name"` among its
+    /// words.
     #[serde(default)]
-    lists: BTreeMap<String, Vec<Spanned<String>>>,
+    lists: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     #[serde(default)]
     help: Vec<KeywordGroupDef>,
     #[serde(default)]
@@ -573,8 +574,17 @@ impl Builder<'_> {
     }
 
     /// Reads the named word lists; a list's words are words, not names of other lists.
-    fn lists(&mut self, file: &SourceFile, lists: &BTreeMap<String, Vec<Spanned<String>>>) {
-        for (name, words) in lists {
+    fn read_lists(&mut self, file: &SourceFile, lists: &BTreeMap<Spanned<String>, Vec<Spanned<String>>>) {
+        for (spanned, words) in lists {
+            let (name, at) = (spanned.get_ref(), spanned.span().start);
+            if !is_list_name(name) {
+                let message = format!("word list {name:?}: a list's name is lower-case ASCII letters, digits and `_`");
+                self.errors.push(file.error_at(at, message));
+            }
+            if words.is_empty() {
+                self.errors
+                    .push(file.error_at(at, format!("word list {name:?} is empty")));
+            }
             let mut ids = Vec::with_capacity(words.len());
             for word in words {
                 if list_name(word).is_some() {
@@ -754,13 +764,17 @@ impl Builder<'_> {
     }
 
     fn chatter(&mut self, file: &SourceFile, def: ChatterFile) -> ChatterParts {
-        self.lists(file, &def.lists);
+        self.read_lists(file, &def.lists);
         let patterns = def
             .pattern
             .iter()
             .map(|p| self.pattern(file, p, PatternKind::Chatter))
             .collect();
         let help = self.keywords(file, &def.help).into_iter().map(|(k, _)| k).collect();
+        for word in def.negation.words.iter().filter(|w| list_name(w).is_some()) {
+            let message = "a negation word is one word: word lists belong to patterns";
+            self.errors.push(file.error_at(word.span().start, message));
+        }
         let negators = def
             .negation
             .words
@@ -772,9 +786,20 @@ impl Builder<'_> {
     }
 }
 
-/// The list a word of a pattern names (`"@name"`), if it names one.
+/// The list a word of a pattern names (`"@name"`), if it names one. A word such as `@所有人` (a mention of
+/// everyone in a group chat) is a word, not a name.
 fn list_name(word: &Spanned<String>) -> Option<&str> {
-    word.get_ref().trim().strip_prefix('@')
+    word.get_ref()
+        .trim()
+        .strip_prefix('@')
+        .filter(|name| is_list_name(name))
+}
+
+fn is_list_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[cfg(test)]
