@@ -709,7 +709,7 @@ fn a_named_word_list_stands_for_all_its_words_in_every_file_and_kind_of_pattern(
 }
 
 #[test]
-fn a_word_list_undefined_empty_nested_or_among_keywords_is_an_error_naming_file_and_line() {
+fn a_word_list_undefined_empty_nested_or_among_keywords_or_negators_is_an_error_naming_file_and_line() {
     let rules = RulesDir::copy_of_intents("bad-lists");
     let lists = add_word_lists(
         &rules,
@@ -720,6 +720,9 @@ fn a_word_list_undefined_empty_nested_or_among_keywords_is_an_error_naming_file_
         "\n[[exclude]]\nname = \"made_up_context\"\nweight = 1.0\nany = [\"甲乙丙\"]\nunless = [\"@nosuch\"]\n",
     );
     let keywords = rules.append("safety.toml", "\n[[keywords]]\nweight = 1.0\nwords = [\"@spared\"]\n");
+    let negators = rules.edit_line("chatter.toml", "words = [\"没\"", |l| {
+        l.replacen('[', "[\"@spared\", ", 1)
+    });
 
     let errors = load_errors(&rules);
 
@@ -731,6 +734,10 @@ fn a_word_list_undefined_empty_nested_or_among_keywords_is_an_error_naming_file_
         ),
         (format!("intents/chatter.toml:{}: ", lists + 1), "names another list"),
         (format!("intents/chatter.toml:{}: ", lists + 2), "\"hollow\" is empty"),
+        (
+            format!("intents/chatter.toml:{negators}: "),
+            "a negation word is one word",
+        ),
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(&place) && e.contains(says)),
