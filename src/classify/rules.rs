@@ -573,6 +573,16 @@ impl Builder<'_> {
         ids
     }
 
+    /// Whether `word`, which must be one word (`what`), names a list instead: an error.
+    fn names_a_list(&mut self, file: &SourceFile, word: &Spanned<String>, what: &str) -> bool {
+        let names = list_name(word).is_some();
+        if names {
+            let message = format!("{what} is one word: word lists belong to patterns");
+            self.errors.push(file.error_at(word.span().start, message));
+        }
+        names
+    }
+
     /// Reads the named word lists; a list's words are words, not names of other lists.
     fn read_lists(&mut self, file: &SourceFile, lists: &BTreeMap<Spanned<String>, Vec<Spanned<String>>>) {
         for (spanned, words) in lists {
@@ -607,9 +617,7 @@ impl Builder<'_> {
                     .push(file.error_at(group.weight.span().start, format!("weight {weight} must be positive")));
             }
             for spanned in &group.words {
-                if list_name(spanned).is_some() {
-                    let message = "a keyword is one word with its weight: word lists belong to patterns";
-                    self.errors.push(file.error_at(spanned.span().start, message));
+                if self.names_a_list(file, spanned, "a keyword") {
                     continue;
                 }
                 let Some(word) = self.word(file, spanned) else { continue };
@@ -771,9 +779,8 @@ impl Builder<'_> {
             .map(|p| self.pattern(file, p, PatternKind::Chatter))
             .collect();
         let help = self.keywords(file, &def.help).into_iter().map(|(k, _)| k).collect();
-        for word in def.negation.words.iter().filter(|w| list_name(w).is_some()) {
-            let message = "a negation word is one word: word lists belong to patterns";
-            self.errors.push(file.error_at(word.span().start, message));
+        for word in &def.negation.words {
+            self.names_a_list(file, word, "a negation word");
         }
         let negators = def
             .negation
