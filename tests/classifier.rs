@@ -623,6 +623,38 @@ fn the_best_urgent_category_wins_and_weak_urgent_words_do_not_beat_a_clear_matte
     assert_eq!(edited.classify("癸子丑 丁戊己").label, appeal(Category::Safety));
 }
 
+#[test]
+fn the_rule_floor_says_how_far_chatter_holds_back_a_matter_the_model_alone_reads() {
+    let rules = RulesDir::copy_of_intents("rule-floor");
+    // A driver off to wash after the day's drive: chatter, though the model leans to a rest stop.
+    let text = "困了 收车了 找个地方冲个澡";
+    assert_eq!(load(&rules).classify(text).label, Label::None);
+    // With no room below zero, chatter cannot hold the model's reading back.
+    rules.edit_line("chatter.toml", "rule_floor = ", |_| "rule_floor = 0.0".into());
+    assert_eq!(load(&rules).classify(text).label, appeal(Category::RestStop));
+    // The urgent categories' own floor leaves a rest stop at the ordinary one.
+    rules.edit_line("chatter.toml", "rule_floor = ", |_| {
+        "rule_floor = -1.0\nurgent_rule_floor = 0.0".into()
+    });
+    assert_eq!(load(&rules).classify(text).label, Label::None);
+    // A floor above zero would lift every category: an error at its line, for either floor.
+    let assert_refused_at = |line: usize| {
+        let errors = load_errors(&rules);
+        let place = format!("intents/chatter.toml:{line}: ");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&place) && e.contains("zero or below")),
+            "want {place}…: {errors:#?}"
+        );
+    };
+    assert_refused_at(rules.edit_line("chatter.toml", "urgent_rule_floor = ", |_| {
+        "urgent_rule_floor = 0.5".into()
+    }));
+    rules.edit_line("chatter.toml", "urgent_rule_floor = ", |_| String::new());
+    assert_refused_at(rules.edit_line("chatter.toml", "rule_floor = ", |_| "rule_floor = 0.5".into()));
+}
+
 /// Loads a rules dir that must load.
 fn load(rules: &RulesDir) -> Classifier {
     let sources = Sources::from_dir(rules.path()).expect("the copied rules are readable");

@@ -22,7 +22,7 @@ use serde::Serialize;
 pub use entities::Entity;
 pub use matcher::Evidence;
 pub use normalize::{Truncation, MAX_CHARS};
-pub use rules::{Example, RuleSet};
+pub use rules::{Example, RuleSet, Settings};
 use source::SourceFile;
 pub use source::{RuleError, RuleErrors, Sources};
 pub use taxonomy::{Category, Label, Priority};
@@ -213,7 +213,13 @@ impl Classifier {
             settings.model_weight * (j.known() as f32 / full).min(1.0)
         });
         let scores = match &judgement {
-            Some(j) => combine(&rule_scores.categories, rule_scores.penalty, &j.scores, weight),
+            Some(j) => combine(
+                &rule_scores.categories,
+                rule_scores.penalty,
+                &j.scores,
+                weight,
+                settings,
+            ),
             None => rule_scores.categories,
         };
 
@@ -348,11 +354,18 @@ fn marks(lexicon: &Lexicon, rules: &RuleSet) -> Vocabulary {
     marks
 }
 
-/// The rules' scores and the model's, as one score a category on the rules' scale: the rules' own (capped,
-/// so that a pile of keywords cannot drown the model out) plus the model's margin for the category over
-/// chatter. Categories the rules found nothing for take part too: the model may know them by other words,
-/// and what the chatter patterns found weighs against them all the same (an advert, a load offer).
-fn combine(rules: &[CategoryScore], penalty: Penalty, model: &[f32; model::LABELS], weight: f32) -> Vec<CategoryScore> {
+/// The rules' scores and the model's, as one score a category on the rules' scale: the rules' own (capped, so
+/// that a pile of keywords cannot drown the model out, and floored by the `rule_floor` setting) plus the model's
+/// margin for the category over chatter. Categories the rules found nothing for take part too: the model may know
+/// them by other words, and what the chatter patterns found weighs against them all the same (an advert, a load
+/// offer).
+fn combine(
+    rules: &[CategoryScore],
+    penalty: Penalty,
+    model: &[f32; model::LABELS],
+    weight: f32,
+    settings: &Settings,
+) -> Vec<CategoryScore> {
     let none = model[model::slot(Label::None)];
     let mut combined: Vec<CategoryScore> = Category::ALL
         .iter()
@@ -360,7 +373,7 @@ fn combine(rules: &[CategoryScore], penalty: Penalty, model: &[f32; model::LABEL
             let rule = rules.iter().find(|c| c.category == category);
             let rule_score = rule
                 .map_or(-penalty.of(category), |c| c.score)
-                .clamp(RULE_FLOOR, RULE_CAP);
+                .clamp(settings.rule_floor_of(category), RULE_CAP);
             CategoryScore {
                 category,
                 score: round(rule_score + weight * (model[category as usize] - none)),
@@ -373,8 +386,7 @@ fn combine(rules: &[CategoryScore], penalty: Penalty, model: &[f32; model::LABEL
     combined
 }
 
-/// The range of a rule score that counts beside the model.
-const RULE_FLOOR: f32 = -1.0;
+/// The most a rule score counts beside the model (the least is a setting, [`Settings::rule_floor`]).
 const RULE_CAP: f32 = 3.0;
 
 /// The labelled messages of the corpus files; a line that cannot be read is an error naming it.

@@ -139,6 +139,13 @@ pub struct Settings {
     /// proportion.
     #[serde(default = "default_model_full_grams")]
     pub model_full_grams: u32,
+    /// The lowest a category's rule score counts beside the model: how far exclusions and chatter can hold
+    /// back a category the model reads into a message.
+    #[serde(default = "default_rule_floor", deserialize_with = "floor")]
+    pub rule_floor: f32,
+    /// The same for accident, safety and crisis; `rule_floor` when not set.
+    #[serde(default, deserialize_with = "urgent_floor")]
+    pub urgent_rule_floor: Option<f32>,
 }
 
 impl Settings {
@@ -149,10 +156,38 @@ impl Settings {
             _ => self.threshold,
         }
     }
+
+    /// The lowest `category`'s rule score counts beside the model.
+    pub fn rule_floor_of(&self, category: Category) -> f32 {
+        match self.urgent_rule_floor {
+            Some(urgent) if category.is_urgent() => urgent,
+            _ => self.rule_floor,
+        }
+    }
 }
 
 fn default_model_full_grams() -> u32 {
     1
+}
+
+fn default_rule_floor() -> f32 {
+    -1.0
+}
+
+/// A floor above zero would lift every category the rules found nothing for; NaN is refused with it, for no
+/// score can be clamped to it.
+fn floor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let floor = f32::deserialize(d)?;
+    match floor <= 0.0 {
+        true => Ok(floor),
+        false => Err(serde::de::Error::custom(format!(
+            "a rule floor must be zero or below, not {floor}"
+        ))),
+    }
+}
+
+fn urgent_floor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    floor(d).map(Some)
 }
 
 // ---- the compiled form ----
