@@ -685,6 +685,25 @@ fn an_unknown_field_is_named_with_its_file_and_line() {
 }
 
 #[test]
+fn a_pattern_named_as_another_of_its_file_is_an_error_naming_both_lines() {
+    let rules = RulesDir::copy_of_intents("pattern-named-twice");
+    let phrase = |word: &str| format!("\n[[phrase]]\nname = \"twice\"\nweight = 1.0\nany = [\"{word}\"]\n");
+    // The name stands two lines below the blank line each appended pattern starts with.
+    let first = rules.append("accident.toml", &phrase("甲乙丙")) + 2;
+    let second = rules.append("accident.toml", &phrase("丁戊己")) + 2;
+
+    let errors = load_errors(&rules);
+
+    let place = format!("intents/accident.toml:{second}: ");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(&place) && e.contains(&format!("at line {first}"))),
+        "want {place}… at line {first}: {errors:#?}"
+    );
+}
+
+#[test]
 fn an_unknown_category_is_named_with_its_file_and_line() {
     let rules = RulesDir::copy_of_intents("unknown-category");
     let line = rules.edit_line("accident.toml", "category = ", |_| "category = \"accidnet\"".into());

@@ -4,6 +4,7 @@
 //! the word index, and rules then look their words up by id. The file format is in the README ("How the rules
 //! work").
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -431,6 +432,7 @@ impl RuleSet {
             errors,
             examples: Vec::new(),
             lists: FxHashMap::default(),
+            rule_names: FxHashMap::default(),
         };
         let mut intents: Vec<Option<(Intent, String)>> = Category::ALL.iter().map(|_| None).collect();
         let mut decisive: HashMap<WordId, (Category, String)> = HashMap::new();
@@ -554,6 +556,9 @@ struct Builder<'a> {
     examples: Vec<Example>,
     /// The named word lists of the chatter file, by name.
     lists: FxHashMap<String, Vec<WordId>>,
+    /// Where each pattern's rule name (`accident/phrase:trapped`) was first given: its file and byte offset.
+    /// Evidence names a rule by it, so two patterns may not share one.
+    rule_names: FxHashMap<String, (String, usize)>,
 }
 
 type ChatterParts = (Vec<Pattern>, Vec<Keyword>, FxHashSet<String>, usize, Settings);
@@ -697,8 +702,28 @@ impl Builder<'_> {
             self.errors
                 .push(file.error_at(def.weight.span().start, format!("weight {weight} must be positive")));
         }
+        let rule = kind.rule(def.name.get_ref());
+        match self.rule_names.entry(rule.clone()) {
+            Entry::Vacant(first) => {
+                first.insert((file.name.clone(), at));
+            }
+            Entry::Occupied(first) => {
+                let (first_file, first_at) = first.get();
+                let place = match *first_file == file.name {
+                    true => format!("line {}", file.line_numbers().at(*first_at)),
+                    false => first_file.clone(),
+                };
+                self.errors.push(file.error_at(
+                    at,
+                    format!(
+                        "pattern {:?} is named as the one at {place}: evidence could not tell them apart",
+                        def.name.get_ref()
+                    ),
+                ));
+            }
+        }
         Pattern {
-            rule: kind.rule(def.name.get_ref()).into(),
+            rule: rule.into(),
             weight,
             any: self.word_list(file, &def.any),
             all: def.all.iter().map(|group| self.word_list(file, group)).collect(),
