@@ -556,9 +556,9 @@ struct Builder<'a> {
     examples: Vec<Example>,
     /// The named word lists of the chatter file, by name.
     lists: FxHashMap<String, Vec<WordId>>,
-    /// Where each pattern's rule name (`accident/phrase:trapped`) was first given: its file and byte offset.
-    /// Evidence names a rule by it, so two patterns may not share one.
-    rule_names: FxHashMap<String, (String, usize)>,
+    /// Where in the file being read each pattern's rule name (`accident/phrase:trapped`) was first given, as a
+    /// byte offset. Evidence names a rule by it, so two patterns of a file may not share one.
+    rule_names: FxHashMap<Arc<str>, usize>,
 }
 
 type ChatterParts = (Vec<Pattern>, Vec<Keyword>, FxHashSet<String>, usize, Settings);
@@ -702,28 +702,22 @@ impl Builder<'_> {
             self.errors
                 .push(file.error_at(def.weight.span().start, format!("weight {weight} must be positive")));
         }
-        let rule = kind.rule(def.name.get_ref());
+        let rule: Arc<str> = kind.rule(def.name.get_ref()).into();
         match self.rule_names.entry(rule.clone()) {
             Entry::Vacant(first) => {
-                first.insert((file.name.clone(), at));
+                first.insert(at);
             }
             Entry::Occupied(first) => {
-                let (first_file, first_at) = first.get();
-                let place = match *first_file == file.name {
-                    true => format!("line {}", file.line_numbers().at(*first_at)),
-                    false => first_file.clone(),
-                };
-                self.errors.push(file.error_at(
-                    at,
-                    format!(
-                        "pattern {:?} is named as the one at {place}: evidence could not tell them apart",
-                        def.name.get_ref()
-                    ),
-                ));
+                let message = format!(
+                    "pattern {:?} is named as the one at line {}: evidence could not tell them apart",
+                    def.name.get_ref(),
+                    file.line_numbers().at(*first.get())
+                );
+                self.errors.push(file.error_at(at, message));
             }
         }
         Pattern {
-            rule: rule.into(),
+            rule,
             weight,
             any: self.word_list(file, &def.any),
             all: def.all.iter().map(|group| self.word_list(file, group)).collect(),
@@ -760,6 +754,7 @@ impl Builder<'_> {
         threshold: f32,
         decisive: &mut HashMap<WordId, (Category, String)>,
     ) -> Option<Intent> {
+        self.rule_names.clear();
         let category: Category = match def.category.get_ref().parse() {
             Ok(c) => c,
             Err(e) => {
@@ -832,6 +827,7 @@ impl Builder<'_> {
     }
 
     fn chatter(&mut self, file: &SourceFile, def: ChatterFile) -> ChatterParts {
+        self.rule_names.clear();
         self.read_lists(file, &def.lists);
         let patterns = def
             .pattern
