@@ -5,12 +5,13 @@
 //! every category; a plea for help takes back from the chatter penalty, except for patterns such as ads
 //! that no plea can redeem.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::normalize::{is_han, is_punctuation};
-use super::rules::{Keyword, Pattern, Posting, RuleSet, WordId, WordIndex};
+use super::rules::{signature, CharSet, Keyword, Onward, Pattern, Posting, RuleSet, Use, WordId, WordIndex};
 use super::taxonomy::{Category, Priority};
 
 /// One segment of the normalized text.
@@ -49,9 +50,8 @@ pub enum Walked {
     Unknown,
     /// No rule word starts at the word, nor lies inside it.
     Nothing,
-    /// The rule words starting at the word go on from this node of the trie at its end; none ends or lies
-    /// inside it.
-    At(u32),
+    /// The rule words starting at the word go on from there; none ends or lies inside it.
+    At(Onward),
 }
 
 /// What [`find_words`] finds within `word` as a token of its own: [`Walked::Unknown`] when that is more than
@@ -70,7 +70,7 @@ pub fn walked(index: &WordIndex, word: &str) -> Walked {
         .any(|h| (h.start, h.end as usize) != (0, word.len()));
     match (inside, index.node_of(word)) {
         (true, _) => Walked::Unknown,
-        (false, Some(node)) => Walked::At(node),
+        (false, Some(node)) => Walked::At(index.onward(node)),
         (false, None) => Walked::Nothing,
     }
 }
@@ -148,47 +148,34 @@ struct Fired<'r> {
     weight: f32,
 }
 
-/// Rules that a message's words could make fire; per category, as (intent, index) sorted by intent.
-#[derive(Default)]
-struct Candidates {
-    keywords: Vec<(u16, u16)>,
-    phrases: Vec<(u16, u16)>,
-    excludes: Vec<(u16, u16)>,
-    chatter: Vec<u16>,
-    help: Vec<u16>,
-}
+/// Rules that a message's words could make fire: their postings, sorted by kind, then intent, then index.
+struct Candidates(Vec<Posting>);
 
 impl Candidates {
     fn new(postings: impl Iterator<Item = Posting>) -> Candidates {
-        let mut c = Candidates::default();
-        for p in postings {
-            match p {
-                Posting::Keyword { intent, index } => c.keywords.push((intent, index)),
-                Posting::Phrase { intent, index } => c.phrases.push((intent, index)),
-                Posting::Exclude { intent, index } => c.excludes.push((intent, index)),
-                Posting::Chatter(index) => c.chatter.push(index),
-                Posting::Help(index) => c.help.push(index),
-            }
-        }
-        for list in [&mut c.keywords, &mut c.phrases, &mut c.excludes] {
-            list.sort_unstable();
-            list.dedup();
-        }
-        for list in [&mut c.chatter, &mut c.help] {
-            list.sort_unstable();
-            list.dedup();
-        }
-        c
+        let mut list: Vec<Posting> = postings.collect();
+        list.sort_unstable();
+        list.dedup();
+        Candidates(list)
     }
-}
 
-/// The indices of `intent`'s rules in a list sorted by intent.
-fn of_intent(list: &[(u16, u16)], intent: u16) -> impl Iterator<Item = usize> + '_ {
-    let from = list.partition_point(|&(i, _)| i < intent);
-    list[from..]
-        .iter()
-        .take_while(move |&&(i, _)| i == intent)
-        .map(|&(_, index)| index as usize)
+    /// The candidates of one kind.
+    fn of(&self, kind: Use) -> &[Posting] {
+        let (first, end) = Posting::bounds(kind);
+        let from = self.0.partition_point(|&p| p < first);
+        let to = self.0.partition_point(|&p| p < end);
+        &self.0[from..to]
+    }
+
+    /// The indices of `intent`'s rules of one kind.
+    fn of_intent(&self, kind: Use, intent: u16) -> impl Iterator<Item = usize> + '_ {
+        let list = self.of(kind);
+        let from = list.partition_point(|&p| p.intent() < intent);
+        list[from..]
+            .iter()
+            .take_while(move |p| p.intent() == intent)
+            .map(|p| p.index())
+    }
 }
 
 pub struct Matcher<'r, 't> {
@@ -199,8 +186,12 @@ pub struct Matcher<'r, 't> {
     /// One bit per rule word, set for the words found: most words a rule asks about are not in the message,
     /// and this says so without searching the hits.
     found: Vec<u64>,
+    /// The [`signature`] of the words found.
+    signature: u64,
     /// The rules that use a word found in the message, by kind, sorted: only they can fire.
     candidates: Candidates,
+    /// The characters of the text, gathered when a pattern's `unless` words are first looked for.
+    chars: OnceCell<CharSet>,
     /// Pleas for help, computed once in [`Matcher::score`].
     help: f32,
     /// The rules of every category that bore on the message, in the order their evidence is shown, and the
@@ -218,17 +209,22 @@ impl<'r, 't> Matcher<'r, 't> {
         for h in &hits {
             found[h.word as usize / 64] |= 1 << (h.word % 64);
         }
+        let signature = signature(hits.iter().map(|h| h.word));
         let candidates = Candidates::new(
             hits.chunk_by(|a, b| a.word == b.word)
-                .flat_map(|h| rules.postings[h[0].word as usize].iter().copied()),
+                .flat_map(|h| rules.postings.of(h[0].word))
+                .filter(|&&(_, needed)| needed & signature != 0)
+                .map(|&(posting, _)| posting),
         );
         Matcher {
             rules,
             text,
             tokens,
+            signature,
             hits,
             found,
             candidates,
+            chars: OnceCell::new(),
             help: 0.0,
             fired: Vec::new(),
             fired_words: Vec::new(),
@@ -310,7 +306,12 @@ impl<'r, 't> Matcher<'r, 't> {
 
     /// The words that made a pattern fire, or `None`.
     fn fires(&self, p: &Pattern) -> Option<Vec<WordId>> {
-        // Most candidates lack a word of some group: that is known from the bits of the words found alone.
+        // Most candidates lack a word of some group: that is known from the bits of the words found alone,
+        // and most often from their signature.
+        let lacks = |sig: u64| sig & self.signature == 0;
+        if (!p.any.is_empty() && lacks(p.any_signature)) || p.all_signatures.iter().copied().any(lacks) {
+            return None;
+        }
         if !p.all.iter().all(|group| group.iter().any(|&w| self.has(w))) {
             return None;
         }
@@ -336,11 +337,16 @@ impl<'r, 't> Matcher<'r, 't> {
             words.extend(rest.iter().filter_map(|g| near(g, pos)));
         }
         // A word that only vetoes is safe to find anywhere, word boundary or not (工伤 in 工伤认定).
-        if p.unless
-            .iter()
-            .any(|&w| self.text.contains(&*self.rules.words[w as usize]))
-        {
-            return None;
+        if !p.unless.is_empty() {
+            let chars = self.chars.get_or_init(|| CharSet::of(self.text));
+            let vetoed = p
+                .unless
+                .iter()
+                .zip(&p.unless_ends)
+                .any(|(&w, &ends)| chars.may_hold(ends) && self.text.contains(&*self.rules.words[w as usize]));
+            if vetoed {
+                return None;
+            }
         }
         Some(words)
     }
@@ -360,7 +366,7 @@ impl<'r, 't> Matcher<'r, 't> {
         let settings = &rules.settings;
         let mut shared = Vec::new();
 
-        let pleas = self.candidates.help.iter().map(|&i| &rules.help[i as usize]);
+        let pleas = self.candidates.of(Use::Help).iter().map(|p| &rules.help[p.index()]);
         let (pleas, help_negated) = self.keywords(pleas);
         let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
         if help > 0.0 {
@@ -372,7 +378,11 @@ impl<'r, 't> Matcher<'r, 't> {
         }
 
         let (mut hard, mut soft) = (0.0, 0.0);
-        let chatter = self.candidates.chatter.iter().map(|&i| &rules.chatter[i as usize]);
+        let chatter = self
+            .candidates
+            .of(Use::Chatter)
+            .iter()
+            .map(|p| &rules.chatter[p.index()]);
         for p in chatter {
             if let Some(words) = self.fires(p) {
                 *(if p.help_cancels { &mut soft } else { &mut hard }) += p.weight;
@@ -387,10 +397,10 @@ impl<'r, 't> Matcher<'r, 't> {
 
         let mut with_evidence: Vec<u16> = self
             .candidates
-            .keywords
+            .of(Use::Keyword)
             .iter()
-            .chain(&self.candidates.phrases)
-            .map(|&(intent, _)| intent)
+            .chain(self.candidates.of(Use::Phrase))
+            .map(|p| p.intent())
             .collect();
         with_evidence.sort_unstable();
         with_evidence.dedup();
@@ -443,7 +453,7 @@ impl<'r, 't> Matcher<'r, 't> {
                 weight,
             });
         };
-        let keywords = of_intent(&self.candidates.keywords, i).map(|k| &intent.keywords[k]);
+        let keywords = self.candidates.of_intent(Use::Keyword, i).map(|k| &intent.keywords[k]);
         let (found, negated) = self.keywords(keywords);
         let mut score = 0.0;
         let mut decisive = found.first().is_some_and(|&(weight, _)| weight >= settings.threshold);
@@ -459,7 +469,7 @@ impl<'r, 't> Matcher<'r, 't> {
         if !negated.is_empty() {
             record(&intent.negated_rule, &negated, 0.0);
         }
-        let phrases = of_intent(&self.candidates.phrases, i).map(|k| &intent.phrases[k]);
+        let phrases = self.candidates.of_intent(Use::Phrase, i).map(|k| &intent.phrases[k]);
         for p in phrases {
             if let Some(words) = self.fires(p) {
                 score += p.weight;
@@ -470,7 +480,7 @@ impl<'r, 't> Matcher<'r, 't> {
         if score <= 0.0 {
             return None;
         }
-        let excludes = of_intent(&self.candidates.excludes, i).map(|k| &intent.excludes[k]);
+        let excludes = self.candidates.of_intent(Use::Exclude, i).map(|k| &intent.excludes[k]);
         for p in excludes {
             if let Some(words) = self.fires(p) {
                 // A context that says "not this category" leaves no evidence decisive.
@@ -542,8 +552,13 @@ fn find_words(index: &WordIndex, text: &str, tokens: &[Token<'_>]) -> Vec<Hit> {
         match t.marks.walked {
             Walked::Nothing => continue,
             // Nothing ends inside the word, and it is the head of no compound: on from its end.
-            Walked::At(node) => {
-                index.walk_on(node, text, own_end, &mut each);
+            Walked::At(onward) => {
+                if let Some(word) = onward.word {
+                    each(word, own_end);
+                }
+                if text[own_end..].chars().next().is_some_and(|c| onward.may_go_on(c)) {
+                    index.walk_past(onward.node, text, own_end, &mut each);
+                }
                 continue;
             }
             Walked::Unknown => index.walk(text, t.start, &mut each),
@@ -634,10 +649,13 @@ mod tests {
     #[test]
     fn what_is_worked_out_of_a_word_is_what_walking_it_finds() {
         let index = index();
-        assert_eq!(walked(&index, "运费"), Walked::At(index.node_of("运费").unwrap()));
+        assert_eq!(
+            walked(&index, "运费"),
+            Walked::At(index.onward(index.node_of("运费").unwrap()))
+        );
         assert_eq!(
             walked(&index, "不给"),
-            Walked::At(index.node_of("不给").unwrap()),
+            Walked::At(index.onward(index.node_of("不给").unwrap())),
             "a word and the start of another"
         );
         assert_eq!(walked(&index, "你好"), Walked::Nothing);

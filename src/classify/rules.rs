@@ -209,7 +209,20 @@ pub struct Pattern {
     pub all: Vec<Vec<WordId>>,
     pub window: u32,
     pub unless: Vec<WordId>,
+    /// The [`CharSet::ends`] of each word of `unless`.
+    pub unless_ends: Vec<[u16; 2]>,
     pub help_cancels: bool,
+    /// The [`signature`] of `any` and of each group of `all`: a group whose signature shares no bit with the
+    /// message's words has none of them.
+    pub any_signature: u64,
+    pub all_signatures: Vec<u64>,
+}
+
+/// A summary of a set of words in 64 bits: two sets with a word in common have a bit in common.
+pub fn signature(words: impl IntoIterator<Item = WordId>) -> u64 {
+    words
+        .into_iter()
+        .fold(0, |sig, w| sig | 1 << (w.wrapping_mul(0x9E37_79B1) >> 26))
 }
 
 #[derive(Debug)]
@@ -265,21 +278,62 @@ pub struct Example {
 }
 
 /// Where a rule word is used: matching starts from the words found, so its cost follows the message, not
-/// the size of the rules.
+/// the size of the rules. A kind of rule, the intent it belongs to and its index there, packed in one number
+/// that sorts by kind, then intent, then index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Posting {
-    Keyword { intent: u16, index: u16 },
-    Phrase { intent: u16, index: u16 },
-    Exclude { intent: u16, index: u16 },
-    Chatter(u16),
-    Help(u16),
+pub struct Posting(u32);
+
+/// The kinds of rule a word can lead to, in the order their postings sort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Keyword = 0,
+    Phrase = 1,
+    Exclude = 2,
+    Chatter = 3,
+    Help = 4,
+}
+
+impl Posting {
+    /// Rule indices below 2¹⁶ and intents below 2¹² (the taxonomy has a dozen categories).
+    pub fn new(kind: Use, intent: usize, index: usize) -> Posting {
+        debug_assert!(intent < 1 << 12 && index < 1 << 16);
+        Posting((kind as u32) << 28 | (intent as u32) << 16 | index as u32)
+    }
+
+    /// Where the postings of `kind` begin and end in a sorted list.
+    pub fn bounds(kind: Use) -> (Posting, Posting) {
+        (Posting((kind as u32) << 28), Posting((kind as u32 + 1) << 28))
+    }
+
+    pub fn intent(self) -> u16 {
+        (self.0 >> 16 & 0xFFF) as u16
+    }
+
+    pub fn index(self) -> usize {
+        (self.0 & 0xFFFF) as usize
+    }
+}
+
+/// The postings of every word, laid out flat: a word's are `items[from[word]..from[word + 1]]`, each with the
+/// [`signature`] of another group of words its rule needs (all bits for a keyword): a message whose words
+/// share no bit with it cannot make the rule fire, which is known without reading the rule.
+pub struct Postings {
+    from: Vec<u32>,
+    items: Vec<(Posting, u64)>,
+}
+
+impl Postings {
+    pub fn of(&self, word: WordId) -> &[(Posting, u64)] {
+        let w = word as usize;
+        &self.items[self.from[w] as usize..self.from[w + 1] as usize]
+    }
 }
 
 pub struct RuleSet {
     /// Shared with the evidence that names them.
     pub words: Vec<Arc<str>>,
     /// For each word, the rules that use it (not counting `unless` lists).
-    pub postings: Vec<Vec<Posting>>,
+    pub postings: Postings,
     /// The rule words as a trie, for the matcher's walk from each token.
     pub index: WordIndex,
     /// One per category, in [`Category::ALL`] order.
@@ -395,26 +449,70 @@ impl WordIndex {
         chars.try_fold(root, |node, c| self.child(node, c))
     }
 
-    /// The child of `node` on `c`. Most nodes have a child or two: a scan beats a search.
+    /// The child of `node` on `c`. Most nodes have a child or two, for which a scan beats a search; the first
+    /// characters of common words (车, 没, 不) have hundreds.
     fn child(&self, node: u32, c: char) -> Option<u32> {
         let n = self.nodes[node as usize];
         let kids = &self.edges[n.from as usize..n.to as usize];
-        kids.iter().find(|&&(k, _)| k == c).map(|&(_, child)| child)
+        if kids.len() <= 8 {
+            return kids.iter().find(|&&(k, _)| k == c).map(|&(_, child)| child);
+        }
+        kids.binary_search_by_key(&c, |&(k, _)| k).ok().map(|i| kids[i].1)
     }
 
     /// [`WordIndex::walk`] from a walk already at `node` having read `text` up to byte `end`: the rule words
     /// that end there and further on.
-    pub fn walk_on(&self, mut node: u32, text: &str, mut end: usize, mut each: impl FnMut(WordId, usize)) {
+    pub fn walk_on(&self, node: u32, text: &str, end: usize, mut each: impl FnMut(WordId, usize)) {
+        if let Some(word) = self.nodes[node as usize].word {
+            each(word, end);
+        }
+        self.walk_past(node, text, end, each);
+    }
+
+    /// [`WordIndex::walk_on`] without the word at `node` itself: the rule words that end further on.
+    pub fn walk_past(&self, mut node: u32, text: &str, mut end: usize, mut each: impl FnMut(WordId, usize)) {
         let mut chars = text[end..].chars();
         loop {
-            if let Some(word) = self.nodes[node as usize].word {
-                each(word, end);
-            }
             let Some(c) = chars.next() else { return };
             let Some(child) = self.child(node, c) else { return };
             node = child;
             end += c.len_utf8();
+            if let Some(word) = self.nodes[node as usize].word {
+                each(word, end);
+            }
         }
+    }
+
+    /// What a walk standing at `node` needs to know to go on, kept beside a word that ends there.
+    pub fn onward(&self, node: u32) -> Onward {
+        let n = self.nodes[node as usize];
+        let kids = &self.edges[n.from as usize..n.to as usize];
+        Onward {
+            node,
+            word: n.word,
+            next: kids.iter().fold(0, |next, &(c, _)| next | Onward::bit(c)),
+        }
+    }
+}
+
+/// A walk of the rule words standing at the end of a word: the node, the rule word that ends there, and the
+/// characters that go on from it, hashed to sixteen bits. Most words are the end of every rule word they start,
+/// and most that are not are followed by none of the characters that go on: known without reading the trie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Onward {
+    pub node: u32,
+    pub word: Option<WordId>,
+    next: u16,
+}
+
+impl Onward {
+    fn bit(c: char) -> u16 {
+        1 << ((c as u32).wrapping_mul(0x9E37_79B1) >> 28)
+    }
+
+    /// Whether a rule word may go on with `c`; none does when `false`.
+    pub fn may_go_on(self, c: char) -> bool {
+        self.next & Onward::bit(c) != 0
     }
 }
 
@@ -504,48 +602,98 @@ impl RuleSet {
     }
 }
 
-fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keyword]) -> Vec<Vec<Posting>> {
+fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keyword]) -> Postings {
     let mut postings = vec![Vec::new(); words];
     // A pattern fires only when a word of each of its groups is found: it is a candidate when a word of
-    // its smallest group is, and the other groups' words need not lead to it.
+    // its smallest group is, and the other groups' words need not lead to it. The signature of the other group
+    // with the fewest bits rules out most candidates that lack it.
     let pattern_words = |p: &Pattern| {
         let groups = (!p.any.is_empty()).then_some(&p.any).into_iter().chain(&p.all);
-        groups.min_by_key(|g| g.len()).cloned().unwrap_or_default()
+        let signatures = (!p.any.is_empty())
+            .then_some(p.any_signature)
+            .into_iter()
+            .chain(p.all_signatures.iter().copied());
+        let groups: Vec<(&Vec<WordId>, u64)> = groups.zip(signatures).collect();
+        let Some(smallest) = groups
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (g, _))| g.len())
+            .map(|(i, _)| i)
+        else {
+            return (Vec::new(), u64::MAX);
+        };
+        let needed = groups
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != smallest)
+            .map(|(_, &(_, signature))| signature)
+            .min_by_key(|signature| signature.count_ones())
+            .unwrap_or(u64::MAX);
+        (groups[smallest].0.clone(), needed)
     };
     for (i, intent) in intents.iter().enumerate() {
-        let intent_id = i as u16;
         for (index, k) in intent.keywords.iter().enumerate() {
-            postings[k.word as usize].push(Posting::Keyword {
-                intent: intent_id,
-                index: index as u16,
-            });
+            postings[k.word as usize].push((Posting::new(Use::Keyword, i, index), u64::MAX));
         }
-        for (index, p) in intent.phrases.iter().enumerate() {
-            for w in pattern_words(p) {
-                postings[w as usize].push(Posting::Phrase {
-                    intent: intent_id,
-                    index: index as u16,
-                });
-            }
-        }
-        for (index, p) in intent.excludes.iter().enumerate() {
-            for w in pattern_words(p) {
-                postings[w as usize].push(Posting::Exclude {
-                    intent: intent_id,
-                    index: index as u16,
-                });
+        for (kind, patterns) in [(Use::Phrase, &intent.phrases), (Use::Exclude, &intent.excludes)] {
+            for (index, p) in patterns.iter().enumerate() {
+                let (words, needed) = pattern_words(p);
+                for w in words {
+                    postings[w as usize].push((Posting::new(kind, i, index), needed));
+                }
             }
         }
     }
     for (index, p) in chatter.iter().enumerate() {
-        for w in pattern_words(p) {
-            postings[w as usize].push(Posting::Chatter(index as u16));
+        let (words, needed) = pattern_words(p);
+        for w in words {
+            postings[w as usize].push((Posting::new(Use::Chatter, 0, index), needed));
         }
     }
     for (index, k) in help.iter().enumerate() {
-        postings[k.word as usize].push(Posting::Help(index as u16));
+        postings[k.word as usize].push((Posting::new(Use::Help, 0, index), u64::MAX));
     }
-    postings
+    let mut from = Vec::with_capacity(words + 1);
+    from.push(0);
+    let mut items = Vec::new();
+    for list in postings {
+        items.extend(list);
+        from.push(items.len() as u32);
+    }
+    Postings { from, items }
+}
+
+/// The characters of a text, hashed to one of 1,024 bits: a word whose characters are not all among them is
+/// not in the text, which most `unless` words are not.
+#[derive(Default)]
+pub struct CharSet([u64; 16]);
+
+impl CharSet {
+    pub fn of(text: &str) -> CharSet {
+        let mut set = CharSet::default();
+        for c in text.chars() {
+            let bit = char_bit(c);
+            set.0[bit / 64] |= 1 << (bit % 64);
+        }
+        set
+    }
+
+    /// Whether a word with these [`CharSet::ends`] may be in the text; it is not when `false`.
+    pub fn may_hold(&self, ends: [u16; 2]) -> bool {
+        ends.iter()
+            .all(|&bit| self.0[bit as usize / 64] & (1 << (bit % 64)) != 0)
+    }
+
+    /// The bits of the first and the last character of `word`: kept beside the word, they say whether a text
+    /// may hold it without reading the word itself.
+    pub fn ends(word: &str) -> [u16; 2] {
+        let bit = |c: Option<char>| c.map_or(0, char_bit) as u16;
+        [bit(word.chars().next()), bit(word.chars().next_back())]
+    }
+}
+
+fn char_bit(c: char) -> usize {
+    ((c as u32).wrapping_mul(0x9E37_79B1) >> 22) as usize
 }
 
 struct Builder<'a> {
@@ -716,13 +864,19 @@ impl Builder<'_> {
                 self.errors.push(file.error_at(at, message));
             }
         }
+        let any = self.word_list(file, &def.any);
+        let all: Vec<Vec<WordId>> = def.all.iter().map(|group| self.word_list(file, group)).collect();
+        let unless = self.word_list(file, &def.unless);
         Pattern {
             rule,
             weight,
-            any: self.word_list(file, &def.any),
-            all: def.all.iter().map(|group| self.word_list(file, group)).collect(),
+            any_signature: signature(any.iter().copied()),
+            all_signatures: all.iter().map(|group| signature(group.iter().copied())).collect(),
+            any,
+            all,
             window: def.window.unwrap_or(DEFAULT_WINDOW),
-            unless: self.word_list(file, &def.unless),
+            unless_ends: unless.iter().map(|&w| CharSet::ends(&self.words[w as usize])).collect(),
+            unless,
             help_cancels: def.help_cancels.unwrap_or(true),
         }
     }
@@ -868,6 +1022,46 @@ fn is_list_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_rejections_never_reject_what_is_there() {
+        let text = "老板不给运费 已经三个月了";
+        let chars = CharSet::of(text);
+        for word in ["运费", "不给", "三个月", "了", "老板不给运费", "老板给运费"] {
+            assert!(chars.may_hold(CharSet::ends(word)), "{word}");
+        }
+        let absent = ["工伤认定", "着火", "救命", "高速", "扣分", "医院", "押金", "平台"];
+        assert!(
+            absent.iter().filter(|w| chars.may_hold(CharSet::ends(w))).count() < absent.len() / 2,
+            "most words of other characters are ruled out"
+        );
+
+        let message = signature([3, 17, 420, 9000]);
+        assert_ne!(signature([420, 12_000]) & message, 0, "a word in common");
+        let others: Vec<u64> = (10_000..10_200).map(|w| signature([w])).collect();
+        assert!(
+            others.iter().filter(|&&s| s & message != 0).count() < 40,
+            "most single words not in the message are ruled out"
+        );
+    }
+
+    #[test]
+    fn postings_sort_by_kind_then_intent_then_index() {
+        let mut postings = [
+            Posting::new(Use::Help, 0, 1),
+            Posting::new(Use::Phrase, 2, 0),
+            Posting::new(Use::Keyword, 3, 7),
+            Posting::new(Use::Keyword, 3, 2),
+            Posting::new(Use::Keyword, 1, 900),
+            Posting::new(Use::Chatter, 0, 65_535),
+        ];
+        postings.sort_unstable();
+        let unpacked: Vec<(u16, usize)> = postings.iter().map(|p| (p.intent(), p.index())).collect();
+        assert_eq!(unpacked, [(1, 900), (3, 2), (3, 7), (2, 0), (0, 65_535), (0, 1)]);
+        let (first, end) = Posting::bounds(Use::Keyword);
+        assert!(postings[..3].iter().all(|&p| first <= p && p < end));
+        assert!(postings[3..].iter().all(|&p| p >= end));
+    }
 
     #[test]
     fn the_word_trie_finds_every_word_at_a_place_shortest_first() {
