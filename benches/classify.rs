@@ -120,12 +120,38 @@ criterion_group! {
     targets = classify_against_segmentation
 }
 
+/// Criterion's options that take a value: the argument after one is not a filter.
+const VALUED: &[&str] = &[
+    "--save-baseline",
+    "--baseline",
+    "--baseline-lenient",
+    "--load-baseline",
+    "--color",
+    "--format",
+    "--sample-size",
+    "--warm-up-time",
+    "--measurement-time",
+    "--nresamples",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--plotting-backend",
+    "--output-format",
+    "--profile-time",
+];
+
 fn main() {
     benches();
-    // `cargo bench -- <filter>` runs only what it names; the ratio is the benchmark's point, so it runs with
-    // no filter or one that names it.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter.is_none_or(|f| "classify/interleaved".contains(&f)) {
+    // The ratio is the benchmark's point: it runs with no filter, or with a filter that is part of its name
+    // (`cargo bench --bench classify -- interleaved`); not when criterion only lists, tests or profiles.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = ["--list", "--test", "--profile-time"];
+    let filter = args
+        .iter()
+        .enumerate()
+        .find(|&(i, a)| !a.starts_with('-') && (i == 0 || !VALUED.contains(&args[i - 1].as_str())))
+        .map(|(_, a)| a.as_str());
+    if !args.iter().any(|a| only.contains(&a.as_str())) && filter.is_none_or(|f| "classify/interleaved".contains(f)) {
         interleaved_ratio();
     }
     Criterion::default().configure_from_args().final_summary();

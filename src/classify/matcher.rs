@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::normalize::{is_han, is_punctuation};
-use super::rules::{signature, CharSet, Keyword, Onward, Pattern, Posting, RuleSet, Use, WordId, WordIndex};
+use super::rules::{signature, CharSet, Keyword, Onward, Pattern, Posting, RuleKind, RuleSet, WordId, WordIndex};
 use super::taxonomy::{Category, Priority};
 
 /// One segment of the normalized text.
@@ -160,7 +160,7 @@ impl Candidates {
     }
 
     /// The candidates of one kind.
-    fn of(&self, kind: Use) -> &[Posting] {
+    fn of(&self, kind: RuleKind) -> &[Posting] {
         let (first, end) = Posting::bounds(kind);
         let from = self.0.partition_point(|&p| p < first);
         let to = self.0.partition_point(|&p| p < end);
@@ -168,7 +168,7 @@ impl Candidates {
     }
 
     /// The indices of `intent`'s rules of one kind.
-    fn of_intent(&self, kind: Use, intent: u16) -> impl Iterator<Item = usize> + '_ {
+    fn of_intent(&self, kind: RuleKind, intent: u16) -> impl Iterator<Item = usize> + '_ {
         let list = self.of(kind);
         let from = list.partition_point(|&p| p.intent() < intent);
         list[from..]
@@ -366,7 +366,11 @@ impl<'r, 't> Matcher<'r, 't> {
         let settings = &rules.settings;
         let mut shared = Vec::new();
 
-        let pleas = self.candidates.of(Use::Help).iter().map(|p| &rules.help[p.index()]);
+        let pleas = self
+            .candidates
+            .of(RuleKind::Help)
+            .iter()
+            .map(|p| &rules.help[p.index()]);
         let (pleas, help_negated) = self.keywords(pleas);
         let help: f32 = pleas.iter().map(|(w, _)| w).sum::<f32>().min(settings.help_cap);
         if help > 0.0 {
@@ -380,7 +384,7 @@ impl<'r, 't> Matcher<'r, 't> {
         let (mut hard, mut soft) = (0.0, 0.0);
         let chatter = self
             .candidates
-            .of(Use::Chatter)
+            .of(RuleKind::Chatter)
             .iter()
             .map(|p| &rules.chatter[p.index()]);
         for p in chatter {
@@ -397,9 +401,9 @@ impl<'r, 't> Matcher<'r, 't> {
 
         let mut with_evidence: Vec<u16> = self
             .candidates
-            .of(Use::Keyword)
+            .of(RuleKind::Keyword)
             .iter()
-            .chain(self.candidates.of(Use::Phrase))
+            .chain(self.candidates.of(RuleKind::Phrase))
             .map(|p| p.intent())
             .collect();
         with_evidence.sort_unstable();
@@ -453,7 +457,10 @@ impl<'r, 't> Matcher<'r, 't> {
                 weight,
             });
         };
-        let keywords = self.candidates.of_intent(Use::Keyword, i).map(|k| &intent.keywords[k]);
+        let keywords = self
+            .candidates
+            .of_intent(RuleKind::Keyword, i)
+            .map(|k| &intent.keywords[k]);
         let (found, negated) = self.keywords(keywords);
         let mut score = 0.0;
         let mut decisive = found.first().is_some_and(|&(weight, _)| weight >= settings.threshold);
@@ -469,7 +476,10 @@ impl<'r, 't> Matcher<'r, 't> {
         if !negated.is_empty() {
             record(&intent.negated_rule, &negated, 0.0);
         }
-        let phrases = self.candidates.of_intent(Use::Phrase, i).map(|k| &intent.phrases[k]);
+        let phrases = self
+            .candidates
+            .of_intent(RuleKind::Phrase, i)
+            .map(|k| &intent.phrases[k]);
         for p in phrases {
             if let Some(words) = self.fires(p) {
                 score += p.weight;
@@ -480,7 +490,10 @@ impl<'r, 't> Matcher<'r, 't> {
         if score <= 0.0 {
             return None;
         }
-        let excludes = self.candidates.of_intent(Use::Exclude, i).map(|k| &intent.excludes[k]);
+        let excludes = self
+            .candidates
+            .of_intent(RuleKind::Exclude, i)
+            .map(|k| &intent.excludes[k]);
         for p in excludes {
             if let Some(words) = self.fires(p) {
                 // A context that says "not this category" leaves no evidence decisive.

@@ -285,7 +285,7 @@ pub struct Posting(u32);
 
 /// The kinds of rule a word can lead to, in the order their postings sort.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
+pub enum RuleKind {
     Keyword = 0,
     Phrase = 1,
     Exclude = 2,
@@ -294,14 +294,18 @@ pub enum Use {
 }
 
 impl Posting {
-    /// Rule indices below 2¹⁶ and intents below 2¹² (the taxonomy has a dozen categories).
-    pub fn new(kind: Use, intent: usize, index: usize) -> Posting {
-        debug_assert!(intent < 1 << 12 && index < 1 << 16);
+    /// Rule indices below 2¹⁶ and intents below 2¹² (the taxonomy has a dozen categories): checked once, as the
+    /// rules load.
+    pub fn new(kind: RuleKind, intent: usize, index: usize) -> Posting {
+        assert!(
+            intent < 1 << 12 && index < 1 << 16,
+            "rule {index} of intent {intent}: a category holds at most 65,536 rules of a kind"
+        );
         Posting((kind as u32) << 28 | (intent as u32) << 16 | index as u32)
     }
 
     /// Where the postings of `kind` begin and end in a sorted list.
-    pub fn bounds(kind: Use) -> (Posting, Posting) {
+    pub fn bounds(kind: RuleKind) -> (Posting, Posting) {
         (Posting((kind as u32) << 28), Posting((kind as u32 + 1) << 28))
     }
 
@@ -315,8 +319,9 @@ impl Posting {
 }
 
 /// The postings of every word, laid out flat: a word's are `items[from[word]..from[word + 1]]`, each with the
-/// [`signature`] of another group of words its rule needs (all bits for a keyword): a message whose words
-/// share no bit with it cannot make the rule fire, which is known without reading the rule.
+/// [`signature`] of another group of words its rule needs (all bits for a keyword, a plea for help or a pattern
+/// of one group, which need nothing more): a message whose words share no bit with it cannot make the rule fire,
+/// which is known without reading the rule.
 pub struct Postings {
     from: Vec<u32>,
     items: Vec<(Posting, u64)>,
@@ -633,9 +638,12 @@ fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keywo
     };
     for (i, intent) in intents.iter().enumerate() {
         for (index, k) in intent.keywords.iter().enumerate() {
-            postings[k.word as usize].push((Posting::new(Use::Keyword, i, index), u64::MAX));
+            postings[k.word as usize].push((Posting::new(RuleKind::Keyword, i, index), u64::MAX));
         }
-        for (kind, patterns) in [(Use::Phrase, &intent.phrases), (Use::Exclude, &intent.excludes)] {
+        for (kind, patterns) in [
+            (RuleKind::Phrase, &intent.phrases),
+            (RuleKind::Exclude, &intent.excludes),
+        ] {
             for (index, p) in patterns.iter().enumerate() {
                 let (words, needed) = pattern_words(p);
                 for w in words {
@@ -647,11 +655,11 @@ fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keywo
     for (index, p) in chatter.iter().enumerate() {
         let (words, needed) = pattern_words(p);
         for w in words {
-            postings[w as usize].push((Posting::new(Use::Chatter, 0, index), needed));
+            postings[w as usize].push((Posting::new(RuleKind::Chatter, 0, index), needed));
         }
     }
     for (index, k) in help.iter().enumerate() {
-        postings[k.word as usize].push((Posting::new(Use::Help, 0, index), u64::MAX));
+        postings[k.word as usize].push((Posting::new(RuleKind::Help, 0, index), u64::MAX));
     }
     let mut from = Vec::with_capacity(words + 1);
     from.push(0);
@@ -687,6 +695,7 @@ impl CharSet {
     /// The bits of the first and the last character of `word`: kept beside the word, they say whether a text
     /// may hold it without reading the word itself.
     pub fn ends(word: &str) -> [u16; 2] {
+        debug_assert!(!word.is_empty(), "rule words are validated non-empty");
         let bit = |c: Option<char>| c.map_or(0, char_bit) as u16;
         [bit(word.chars().next()), bit(word.chars().next_back())]
     }
@@ -1027,9 +1036,11 @@ mod tests {
     fn the_quick_rejections_never_reject_what_is_there() {
         let text = "老板不给运费 已经三个月了";
         let chars = CharSet::of(text);
-        for word in ["运费", "不给", "三个月", "了", "老板不给运费", "老板给运费"] {
+        for word in ["运费", "不给", "三个月", "了", "老板不给运费"] {
             assert!(chars.may_hold(CharSet::ends(word)), "{word}");
         }
+        // Only the ends are kept: a word whose ends are in the text passes, and the search of the text decides.
+        assert!(chars.may_hold(CharSet::ends("老板给运费")));
         let absent = ["工伤认定", "着火", "救命", "高速", "扣分", "医院", "押金", "平台"];
         assert!(
             absent.iter().filter(|w| chars.may_hold(CharSet::ends(w))).count() < absent.len() / 2,
@@ -1048,17 +1059,17 @@ mod tests {
     #[test]
     fn postings_sort_by_kind_then_intent_then_index() {
         let mut postings = [
-            Posting::new(Use::Help, 0, 1),
-            Posting::new(Use::Phrase, 2, 0),
-            Posting::new(Use::Keyword, 3, 7),
-            Posting::new(Use::Keyword, 3, 2),
-            Posting::new(Use::Keyword, 1, 900),
-            Posting::new(Use::Chatter, 0, 65_535),
+            Posting::new(RuleKind::Help, 0, 1),
+            Posting::new(RuleKind::Phrase, 2, 0),
+            Posting::new(RuleKind::Keyword, 3, 7),
+            Posting::new(RuleKind::Keyword, 3, 2),
+            Posting::new(RuleKind::Keyword, 1, 900),
+            Posting::new(RuleKind::Chatter, 0, 65_535),
         ];
         postings.sort_unstable();
         let unpacked: Vec<(u16, usize)> = postings.iter().map(|p| (p.intent(), p.index())).collect();
         assert_eq!(unpacked, [(1, 900), (3, 2), (3, 7), (2, 0), (0, 65_535), (0, 1)]);
-        let (first, end) = Posting::bounds(Use::Keyword);
+        let (first, end) = Posting::bounds(RuleKind::Keyword);
         assert!(postings[..3].iter().all(|&p| first <= p && p < end));
         assert!(postings[3..].iter().all(|&p| p >= end));
     }
