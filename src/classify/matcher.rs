@@ -308,8 +308,7 @@ impl<'r, 't> Matcher<'r, 't> {
     fn fires(&self, p: &Pattern) -> Option<Vec<WordId>> {
         // Most candidates lack a word of some group: that is known from the bits of the words found alone,
         // and most often from their signature.
-        let lacks = |sig: u64| sig & self.signature == 0;
-        if (!p.any.is_empty() && lacks(p.any_signature)) || p.all_signatures.iter().copied().any(lacks) {
+        if p.groups().any(|(_, signature)| signature & self.signature == 0) {
             return None;
         }
         if !p.all.iter().all(|group| group.iter().any(|&w| self.has(w))) {

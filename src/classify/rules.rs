@@ -218,11 +218,29 @@ pub struct Pattern {
     pub all_signatures: Vec<u64>,
 }
 
+impl Pattern {
+    /// Its groups of words, each with its [`signature`]: `any` when it has words, then each group of `all`. A word
+    /// of every group must be found for the pattern to fire.
+    pub fn groups(&self) -> impl Iterator<Item = (&[WordId], u64)> {
+        let any = (!self.any.is_empty()).then_some((self.any.as_slice(), self.any_signature));
+        let all = self
+            .all
+            .iter()
+            .map(Vec::as_slice)
+            .zip(self.all_signatures.iter().copied());
+        any.into_iter().chain(all)
+    }
+}
+
 /// A summary of a set of words in 64 bits: two sets with a word in common have a bit in common.
 pub fn signature(words: impl IntoIterator<Item = WordId>) -> u64 {
-    words
-        .into_iter()
-        .fold(0, |sig, w| sig | 1 << (w.wrapping_mul(0x9E37_79B1) >> 26))
+    words.into_iter().fold(0, |sig, w| sig | 1 << hashed(w, 6))
+}
+
+/// `x` hashed to a number of `bits` bits (Fibonacci hashing): the quick rejections' summaries of words and
+/// characters.
+fn hashed(x: u32, bits: u32) -> u32 {
+    x.wrapping_mul(0x9E37_79B1) >> (32 - bits)
 }
 
 #[derive(Debug)]
@@ -512,7 +530,7 @@ pub struct Onward {
 
 impl Onward {
     fn bit(c: char) -> u16 {
-        1 << ((c as u32).wrapping_mul(0x9E37_79B1) >> 28)
+        1 << hashed(c as u32, 4)
     }
 
     /// Whether a rule word may go on with `c`; none does when `false`.
@@ -613,28 +631,16 @@ fn postings(words: usize, intents: &[Intent], chatter: &[Pattern], help: &[Keywo
     // its smallest group is, and the other groups' words need not lead to it. The signature of the other group
     // with the fewest bits rules out most candidates that lack it.
     let pattern_words = |p: &Pattern| {
-        let groups = (!p.any.is_empty()).then_some(&p.any).into_iter().chain(&p.all);
-        let signatures = (!p.any.is_empty())
-            .then_some(p.any_signature)
-            .into_iter()
-            .chain(p.all_signatures.iter().copied());
-        let groups: Vec<(&Vec<WordId>, u64)> = groups.zip(signatures).collect();
-        let Some(smallest) = groups
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, (g, _))| g.len())
-            .map(|(i, _)| i)
-        else {
+        let groups: Vec<(&[WordId], u64)> = p.groups().collect();
+        let Some(smallest) = (0..groups.len()).min_by_key(|&i| groups[i].0.len()) else {
             return (Vec::new(), u64::MAX);
         };
-        let needed = groups
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != smallest)
-            .map(|(_, &(_, signature))| signature)
+        let needed = (0..groups.len())
+            .filter(|&i| i != smallest)
+            .map(|i| groups[i].1)
             .min_by_key(|signature| signature.count_ones())
             .unwrap_or(u64::MAX);
-        (groups[smallest].0.clone(), needed)
+        (groups[smallest].0.to_vec(), needed)
     };
     for (i, intent) in intents.iter().enumerate() {
         for (index, k) in intent.keywords.iter().enumerate() {
@@ -702,7 +708,7 @@ impl CharSet {
 }
 
 fn char_bit(c: char) -> usize {
-    ((c as u32).wrapping_mul(0x9E37_79B1) >> 22) as usize
+    hashed(c as u32, 10) as usize
 }
 
 struct Builder<'a> {
