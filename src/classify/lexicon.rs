@@ -23,8 +23,10 @@ pub struct Lexicon {
     pub highways: FxHashSet<String>,
 }
 
+/// The dictionary files read, before their words join jieba's own: building jieba's default dictionary takes a
+/// third of a start, and the classifier builds it while its rules compile (see [`Dictionaries::into_lexicon`]).
 #[derive(Default)]
-struct Parts {
+pub struct Dictionaries {
     words: Vec<(String, Option<usize>, Option<String>)>,
     synonyms: Vec<(String, String)>,
     stopwords: FxHashSet<String>,
@@ -32,7 +34,13 @@ struct Parts {
 
 impl Lexicon {
     pub fn load(files: &[SourceFile], errors: &mut Vec<RuleError>) -> Lexicon {
-        let mut parts = Parts::default();
+        Dictionaries::read(files, errors).into_lexicon(Jieba::new())
+    }
+}
+
+impl Dictionaries {
+    pub fn read(files: &[SourceFile], errors: &mut Vec<RuleError>) -> Dictionaries {
+        let mut parts = Dictionaries::default();
         for file in files {
             match file.name.rsplit('.').next() {
                 Some("dict") => parse_dict(file, &mut parts, errors),
@@ -46,11 +54,19 @@ impl Lexicon {
             }
         }
         check_synonyms(&parts.synonyms, errors);
+        parts
+    }
 
-        let mut jieba = Jieba::new();
+    /// The synonym map, for a normalizer made before the lexicon.
+    pub fn synonyms(&self) -> Synonyms {
+        Synonyms::new(self.synonyms.clone())
+    }
+
+    /// The lexicon: `jieba`, built with its default dictionary, with these dictionaries' words added.
+    pub fn into_lexicon(self, mut jieba: Jieba) -> Lexicon {
         let mut platforms = FxHashSet::default();
         let mut highways = FxHashSet::default();
-        for (word, freq, tag) in &parts.words {
+        for (word, freq, tag) in &self.words {
             jieba.add_word(word, *freq, tag.as_deref());
             match tag.as_deref() {
                 Some("plat") => platforms.insert(word.clone()),
@@ -59,15 +75,15 @@ impl Lexicon {
             };
         }
         // A canonical synonym is what the text will contain: it must come out of jieba whole.
-        for (_, canonical) in &parts.synonyms {
+        for (_, canonical) in &self.synonyms {
             if !canonical.is_ascii() && !jieba.has_word(canonical) {
                 jieba.add_word(canonical, None, None);
             }
         }
         Lexicon {
             jieba,
-            synonyms: Synonyms::new(parts.synonyms),
-            stopwords: parts.stopwords,
+            synonyms: Synonyms::new(self.synonyms),
+            stopwords: self.stopwords,
             platforms,
             highways,
         }
@@ -83,7 +99,7 @@ fn lines(file: &SourceFile) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
-fn parse_dict(file: &SourceFile, parts: &mut Parts, errors: &mut Vec<RuleError>) {
+fn parse_dict(file: &SourceFile, parts: &mut Dictionaries, errors: &mut Vec<RuleError>) {
     for (n, line) in lines(file) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let (word, freq, tag) = match fields[..] {
@@ -112,7 +128,7 @@ fn parse_dict(file: &SourceFile, parts: &mut Parts, errors: &mut Vec<RuleError>)
     }
 }
 
-fn parse_synonyms(file: &SourceFile, parts: &mut Parts, errors: &mut Vec<RuleError>) {
+fn parse_synonyms(file: &SourceFile, parts: &mut Dictionaries, errors: &mut Vec<RuleError>) {
     for (n, line) in lines(file) {
         let Some((canonical, variants)) = line.split_once('=') else {
             errors.push(file.error(n, "expected `canonical = variant variant …`"));
@@ -142,7 +158,7 @@ fn parse_synonyms(file: &SourceFile, parts: &mut Parts, errors: &mut Vec<RuleErr
     }
 }
 
-fn parse_stopwords(file: &SourceFile, parts: &mut Parts, _errors: &mut [RuleError]) {
+fn parse_stopwords(file: &SourceFile, parts: &mut Dictionaries, _errors: &mut [RuleError]) {
     for (_, line) in lines(file) {
         parts.stopwords.insert(line.to_owned());
     }
