@@ -17,7 +17,6 @@ use super::source::{RuleError, SourceFile};
 
 pub struct Lexicon {
     pub jieba: Jieba,
-    pub synonyms: Synonyms,
     pub stopwords: FxHashSet<String>,
     pub platforms: FxHashSet<String>,
     pub highways: FxHashSet<String>,
@@ -40,12 +39,12 @@ impl Lexicon {
 
 impl Dictionaries {
     pub fn read(files: &[SourceFile], errors: &mut Vec<RuleError>) -> Dictionaries {
-        let mut parts = Dictionaries::default();
+        let mut read = Dictionaries::default();
         for file in files {
             match file.name.rsplit('.').next() {
-                Some("dict") => parse_dict(file, &mut parts, errors),
-                _ if file.stem() == "synonyms" => parse_synonyms(file, &mut parts, errors),
-                _ if file.stem() == "stopwords" => parse_stopwords(file, &mut parts, errors),
+                Some("dict") => parse_dict(file, &mut read, errors),
+                _ if file.stem() == "synonyms" => parse_synonyms(file, &mut read, errors),
+                _ if file.stem() == "stopwords" => parse_stopwords(file, &mut read, errors),
                 _ if file.name.ends_with(".md") => {}
                 _ => errors.push(file.error(
                     0,
@@ -53,16 +52,16 @@ impl Dictionaries {
                 )),
             }
         }
-        check_synonyms(&parts.synonyms, errors);
-        parts
+        check_synonyms(&read.synonyms, errors);
+        read
     }
 
-    /// The synonym map, for a normalizer made before the lexicon.
+    /// The synonym map, for the normalizer: the lexicon keeps only the canonical words, as jieba's.
     pub fn synonyms(&self) -> Synonyms {
         Synonyms::new(self.synonyms.clone())
     }
 
-    /// The lexicon: `jieba`, built with its default dictionary, with these dictionaries' words added.
+    /// The lexicon: `jieba` (from `Jieba::new()`, its default dictionary) with these dictionaries' words added.
     pub fn into_lexicon(self, mut jieba: Jieba) -> Lexicon {
         let mut platforms = FxHashSet::default();
         let mut highways = FxHashSet::default();
@@ -82,7 +81,6 @@ impl Dictionaries {
         }
         Lexicon {
             jieba,
-            synonyms: Synonyms::new(self.synonyms),
             stopwords: self.stopwords,
             platforms,
             highways,
