@@ -97,7 +97,7 @@ fn lines(file: &SourceFile) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
-fn parse_dict(file: &SourceFile, parts: &mut Dictionaries, errors: &mut Vec<RuleError>) {
+fn parse_dict(file: &SourceFile, dictionaries: &mut Dictionaries, errors: &mut Vec<RuleError>) {
     for (n, line) in lines(file) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let (word, freq, tag) = match fields[..] {
@@ -122,11 +122,11 @@ fn parse_dict(file: &SourceFile, parts: &mut Dictionaries, errors: &mut Vec<Rule
             errors.push(file.error(n, format!("frequency of {word:?} must be positive")));
             continue;
         }
-        parts.words.push((word.to_owned(), freq, tag.map(str::to_owned)));
+        dictionaries.words.push((word.to_owned(), freq, tag.map(str::to_owned)));
     }
 }
 
-fn parse_synonyms(file: &SourceFile, parts: &mut Dictionaries, errors: &mut Vec<RuleError>) {
+fn parse_synonyms(file: &SourceFile, dictionaries: &mut Dictionaries, errors: &mut Vec<RuleError>) {
     for (n, line) in lines(file) {
         let Some((canonical, variants)) = line.split_once('=') else {
             errors.push(file.error(n, "expected `canonical = variant variant …`"));
@@ -150,15 +150,17 @@ fn parse_synonyms(file: &SourceFile, parts: &mut Dictionaries, errors: &mut Vec<
             } else if variant == canonical {
                 errors.push(file.error(n, format!("variant {variant:?} is the canonical word itself")));
             } else {
-                parts.synonyms.push((variant.to_lowercase(), canonical.to_owned()));
+                dictionaries
+                    .synonyms
+                    .push((variant.to_lowercase(), canonical.to_owned()));
             }
         }
     }
 }
 
-fn parse_stopwords(file: &SourceFile, parts: &mut Dictionaries, _errors: &mut [RuleError]) {
+fn parse_stopwords(file: &SourceFile, dictionaries: &mut Dictionaries, _errors: &mut [RuleError]) {
     for (_, line) in lines(file) {
-        parts.stopwords.insert(line.to_owned());
+        dictionaries.stopwords.insert(line.to_owned());
     }
 }
 
