@@ -39,12 +39,12 @@ impl Lexicon {
 
 impl Dictionaries {
     pub fn read(files: &[SourceFile], errors: &mut Vec<RuleError>) -> Dictionaries {
-        let mut read = Dictionaries::default();
+        let mut dictionaries = Dictionaries::default();
         for file in files {
             match file.name.rsplit('.').next() {
-                Some("dict") => parse_dict(file, &mut read, errors),
-                _ if file.stem() == "synonyms" => parse_synonyms(file, &mut read, errors),
-                _ if file.stem() == "stopwords" => parse_stopwords(file, &mut read, errors),
+                Some("dict") => parse_dict(file, &mut dictionaries, errors),
+                _ if file.stem() == "synonyms" => parse_synonyms(file, &mut dictionaries, errors),
+                _ if file.stem() == "stopwords" => parse_stopwords(file, &mut dictionaries),
                 _ if file.name.ends_with(".md") => {}
                 _ => errors.push(file.error(
                     0,
@@ -52,13 +52,13 @@ impl Dictionaries {
                 )),
             }
         }
-        check_synonyms(&read.synonyms, errors);
-        read
+        check_synonyms(&dictionaries.synonyms, errors);
+        dictionaries
     }
 
     /// The synonym map, for the normalizer: the lexicon keeps only the canonical words, as jieba's.
     pub fn synonyms(&self) -> Synonyms {
-        Synonyms::new(self.synonyms.clone())
+        Synonyms::new(&self.synonyms)
     }
 
     /// The lexicon: `jieba` (from `Jieba::new()`, its default dictionary) with these dictionaries' words added.
@@ -158,7 +158,8 @@ fn parse_synonyms(file: &SourceFile, dictionaries: &mut Dictionaries, errors: &m
     }
 }
 
-fn parse_stopwords(file: &SourceFile, dictionaries: &mut Dictionaries, _errors: &mut [RuleError]) {
+/// A stop word is any line: nothing in it can be wrong.
+fn parse_stopwords(file: &SourceFile, dictionaries: &mut Dictionaries) {
     for (_, line) in lines(file) {
         dictionaries.stopwords.insert(line.to_owned());
     }

@@ -40,7 +40,7 @@ pub struct Synonyms {
 
 impl Synonyms {
     /// `pairs` are (variant, canonical); variants are matched leftmost-longest.
-    pub fn new(pairs: Vec<(String, String)>) -> Synonyms {
+    pub fn new(pairs: &[(String, String)]) -> Synonyms {
         let automaton = (!pairs.is_empty()).then(|| {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
@@ -51,7 +51,7 @@ impl Synonyms {
         Synonyms {
             automaton,
             ascii: pairs.iter().map(|(v, _)| v.is_ascii()).collect(),
-            canonical: pairs.into_iter().map(|(_, c)| c).collect(),
+            canonical: pairs.iter().map(|(_, c)| c.clone()).collect(),
         }
     }
 
@@ -342,7 +342,7 @@ mod tests {
     use super::*;
 
     fn normalizer() -> Normalizer {
-        Normalizer::new(Synonyms::new(vec![
+        Normalizer::new(Synonyms::new(&[
             ("托欠".into(), "拖欠".into()),
             ("lb".into(), "老板".into()),
         ]))
