@@ -428,6 +428,17 @@ fn amounts_in_digits_and_chinese_numerals_become_yuan() {
         !weights_and_distances.iter().any(|e| matches!(e, Entity::Amount { .. })),
         "tonnes and kilometres are not money: {weights_and_distances:?}"
     );
+    let together = entities("运费再不给 我们就一块去他厂门口");
+    assert!(
+        !together.iter().any(|e| matches!(e, Entity::Amount { .. })),
+        "一块 of going together is not one yuan: {together:?}"
+    );
+    assert!(
+        entities("一块钱都没给")
+            .iter()
+            .any(|e| matches!(e, Entity::Amount { yuan: 1, .. })),
+        "一块钱 is"
+    );
 }
 
 #[test]

@@ -187,6 +187,10 @@ pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
         if overlaps(&taken, m.start(), m.end()) {
             continue;
         }
+        // 一块 alone is as often "together" or "one piece" (一块烧了, 一块去, 一块石头) as one yuan; 一块钱 is money.
+        if m.as_str() == "一块" {
+            continue;
+        }
         let has_unit = ["块钱", "块", "元"].iter().any(|u| m.as_str().ends_with(u));
         let digits = m.as_str().trim_end_matches(['块', '钱', '元']);
         let has_magnitude = digits.contains(['百', '千', '万']);
