@@ -187,12 +187,12 @@ pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
         if overlaps(&taken, m.start(), m.end()) {
             continue;
         }
-        // 一块 alone is as often "together" or "one piece" (一块烧了, 一块去, 一块石头) as one yuan; 一块钱 is money.
-        if m.as_str() == "一块" {
-            continue;
-        }
-        let has_unit = ["块钱", "块", "元"].iter().any(|u| m.as_str().ends_with(u));
         let digits = m.as_str().trim_end_matches(['块', '钱', '元']);
+        // 块 is also the measure word of pieces, and 一块 "together" (一块去, 一块烧了, 一块石头): after a lone 一 only
+        // 一块钱 is money.
+        let has_unit = m.as_str().ends_with("块钱")
+            || m.as_str().ends_with('元')
+            || (m.as_str().ends_with('块') && digits != "一");
         let has_magnitude = digits.contains(['百', '千', '万']);
         let is_money = has_unit || (has_magnitude && !not_money(text, m.end()));
         if !is_money {
