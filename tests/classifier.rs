@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
-use suqiu::classify::{Category, Classification, Classifier, Entity, Label, Sources, MAX_CHARS};
+use suqiu::classify::{Category, Classification, Classifier, Entity, Label, Priority, Sources, MAX_CHARS};
 use suqiu::eval::{cross_validate, evaluate};
 
 use common::{corpus, RulesDir};
@@ -164,6 +164,29 @@ fn rule_words(text: &str) -> Vec<String> {
         .filter(|e| !e.rule.ends_with("/model"))
         .flat_map(|e| e.words.into_iter().map(|w| w.to_string()))
         .collect()
+}
+
+#[test]
+fn what_one_message_said_is_forgotten_before_the_next() {
+    // A tunnel raises a breakdown to P1; a breakdown told without one stays P2, whatever was classified before.
+    let plain = "车坏了 打不着火 谁能帮忙叫个救援";
+    let alone = serde_json::to_string(&classify(plain)).expect("serializes");
+    let before = [
+        "车坏在隧道里了 打不着火 谁能帮忙叫个救援",
+        "车翻了 司机卡在里面 快打120 人受伤了",
+        "老板三个月不给运费 八千多 电话13812345678",
+    ];
+    for earlier in before {
+        classify(earlier);
+        let after = classify(plain);
+        assert_eq!(after.priority, Some(Priority::P2), "after {earlier}");
+        assert_eq!(
+            serde_json::to_string(&after).expect("serializes"),
+            alone,
+            "after {earlier}"
+        );
+    }
+    assert_eq!(classify(before[0]).priority, Some(Priority::P1));
 }
 
 #[test]
