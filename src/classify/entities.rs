@@ -160,7 +160,7 @@ pub fn extract(text: &str, tokens: &[Token<'_>]) -> Vec<Entity> {
     while let Some(m) = ARABIC_AMOUNT.captures_read_at(&mut groups, with_digits, from) {
         // A match holds a digit at least: the search always moves on.
         from = m.end();
-        let group = |i: usize| groups.get(i).map(|(start, end)| &text[start..end]);
+        let group = |i: usize| groups.get(i).map(|(start, end)| &with_digits[start..end]);
         if alnum_before(text, m.start()) || overlaps(&taken, m.start(), m.end()) {
             continue;
         }
